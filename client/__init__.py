@@ -1,0 +1,1 @@
+"""The thin semdex client: the `semdex` CLI and an importable `Client` for the daemon's socket."""

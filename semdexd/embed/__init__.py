@@ -1,0 +1,1 @@
+"""The embedding engine: model resolution and conversion, worker processes, the pool, the cache."""
