@@ -1,0 +1,130 @@
+"""Which paths under a watched folder are indexed: default excludes, config globs, hidden files,
+and the tree's own ``.gitignore`` / ``.semdexignore`` files (gitignore semantics via pathspec).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pathspec
+
+from semdexd.config import DEFAULT_EXCLUDES, IndexConfig
+
+IGNORE_FILES = (".gitignore", ".semdexignore")
+# Editors' swap, backup and temp files: never worth indexing, and they churn on every keystroke.
+EDITOR_TEMP = ("*.swp", "*.swx", "*.swo", "*~", ".#*", "#*#", "*.tmp", "*.part", "4913")
+
+
+def _spec(lines: list[str]) -> pathspec.GitIgnoreSpec:
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+class IgnoreRules:
+    """Answers `ignored(path, is_dir)` for paths below ``root``. Thread-safe; ignore files are
+    read lazily per folder and cached until `invalidate(folder)`."""
+
+    def __init__(self, root: Path, cfg: IndexConfig) -> None:
+        self.root = root
+        self._cfg = cfg
+        base = list(EDITOR_TEMP) + (list(DEFAULT_EXCLUDES) if cfg.default_excludes else []) + list(cfg.exclude)
+        self._base = _spec(base)
+        self._include = _spec(list(cfg.include)) if cfg.include else None
+        self._per_dir: dict[Path, pathspec.GitIgnoreSpec | None] = {}
+        self._lock = threading.Lock()
+
+    def invalidate(self, folder: Path) -> None:
+        with self._lock:
+            self._per_dir.pop(folder, None)
+
+    def _dir_spec(self, folder: Path) -> pathspec.GitIgnoreSpec | None:
+        with self._lock:
+            if folder in self._per_dir:
+                return self._per_dir[folder]
+        lines: list[str] = []
+        if self._cfg.use_gitignore:
+            for name in IGNORE_FILES:
+                try:
+                    lines += (folder / name).read_text(encoding="utf-8", errors="replace").splitlines()
+                except OSError:
+                    pass
+        spec = _spec(lines) if lines else None
+        with self._lock:
+            self._per_dir[folder] = spec
+        return spec
+
+    def ignored(self, path: Path, is_dir: bool) -> bool:
+        """True when ``path`` (below root) or any folder above it is excluded."""
+        try:
+            rel = path.relative_to(self.root)
+        except ValueError:
+            return True
+        parts = rel.parts
+        if not parts:
+            return False
+        for depth in range(1, len(parts) + 1):
+            last = depth == len(parts)
+            if self._excluded(parts[:depth], is_dir if last else True):
+                return True
+        if not is_dir and self._include is not None:
+            return not self._include.match_file(rel.as_posix())
+        return False
+
+    def _excluded(self, parts: tuple[str, ...], is_dir: bool) -> bool:
+        name = parts[-1]
+        if not self._cfg.hidden and name.startswith(".") and name not in IGNORE_FILES:
+            return True
+        rel = "/".join(parts) + ("/" if is_dir else "")
+        if self._base.match_file(rel):
+            return True
+        decision: bool | None = None
+        for depth in range(len(parts)):  # root's ignore file first, the nearest one last (it wins)
+            spec = self._dir_spec(self.root.joinpath(*parts[:depth]))
+            if spec is None:
+                continue
+            sub = "/".join(parts[depth:]) + ("/" if is_dir else "")
+            result = spec.check_file(sub).include
+            if result is not None:
+                decision = result
+        return bool(decision)
+
+
+def walk(root: Path, rules: IgnoreRules, follow_symlinks: bool) -> "list[tuple[Path, os.stat_result | None]]":
+    """Every candidate file below ``root`` with its lstat (folders pruned by the rules).
+
+    Symlinks are returned (stat None means "look closer") so that the indexer can record why it
+    skipped them; with ``follow_symlinks`` linked folders are entered once (loops are cut).
+    """
+    out: list[tuple[Path, os.stat_result | None]] = []
+    seen_dirs: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = folder.stat()
+            key = (st.st_dev, st.st_ino)
+            if key in seen_dirs:
+                continue
+            seen_dirs.add(key)
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_link = entry.is_symlink()
+                is_dir = entry.is_dir(follow_symlinks=follow_symlinks)
+            except OSError:
+                continue
+            if rules.ignored(path, is_dir):
+                continue
+            if is_dir:
+                if not is_link or follow_symlinks:
+                    stack.append(path)
+                continue
+            try:
+                out.append((path, entry.stat(follow_symlinks=False)))
+            except OSError:
+                out.append((path, None))
+    return out

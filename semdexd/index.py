@@ -1,0 +1,366 @@
+"""The indexing pipeline: a change to a path becomes the right chunks in the store and manifest.
+
+    ChangeQueue ─▶ prepare (stat, extract, chunk, diff vs manifest) ─▶ embed (pool) ─▶ write
+                   1 thread, groups of files                           2 threads     1 thread
+
+Queues between stages are bounded, so preparing the next files overlaps embedding of the current
+ones without running ahead. Write order per group: journal the new ids, delete stale ids, add
+the missing new ones to the store, then commit the manifest (last). A crash anywhere leaves a
+state the start-up recovery (`recover`) and the reconcile scan turn into the clean result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import stat
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+import structlog
+
+from semdexd.changes import ChangeQueue
+from semdexd.chunk import chunk_text
+from semdexd.config import Config
+from semdexd.extract import extract
+from semdexd.ignore import IgnoreRules, walk
+from semdexd.manifest import ChunkRow, FileUpdate, Manifest
+from semdexd.metrics import Metrics
+from semdexd.store import VectorStore, chunk_metadata
+
+log = structlog.get_logger()
+
+GROUP_CHUNKS = 64      # new chunks per embed call: enough to keep every worker busy
+TAKE_FILES = 32        # paths prepared per round
+
+
+class Embedder(Protocol):
+    def embed(self, texts: Sequence[str], *, kind: str = "passage", priority: bool = False,
+              timeout: float | None = None) -> list[Any]: ...
+
+
+def chunk_id(path: str, chunk_hash: str, occurrence: int) -> str:
+    """Deterministic id: the same text at the same path (n-th occurrence) always gets the same id."""
+    return hashlib.sha256(f"{path}\0{chunk_hash}\0{occurrence}".encode()).hexdigest()[:32]
+
+
+@dataclass
+class FileJob:
+    path: str
+    update: FileUpdate | None            # what the manifest records; None: nothing to record
+    forget: bool = False                 # the file is gone (or excluded): drop it everywhere
+    new: list[ChunkRow] = field(default_factory=list)     # chunks that need a vector
+    stale: list[str] = field(default_factory=list)        # ids to delete from the store
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+
+_STOP = object()
+
+
+class Indexer:
+    """Owns the pipeline threads. `enqueue`/`scan` feed it; `stop(drain=True)` finishes in-flight work."""
+
+    def __init__(self, cfg: Config, manifest: Manifest, store: VectorStore, embedder: Embedder,
+                 count_tokens: Callable[[Sequence[str]], list[int]], max_tokens: int,
+                 metrics: Metrics) -> None:
+        self.cfg = cfg
+        self.manifest = manifest
+        self.store = store
+        self.embedder = embedder
+        self.count_tokens = count_tokens
+        self.max_tokens = max_tokens
+        self.metrics = metrics
+        self.queue = ChangeQueue()
+        self.roots: dict[Path, IgnoreRules] = {}
+        self.paused = threading.Event()
+        self._stopping = threading.Event()
+        self._embed_q: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self._write_q: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self._threads: list[threading.Thread] = []
+        self.set_folders(cfg.index.folders)
+
+    # ------------------------------------------------------------ folders & scanning
+
+    def set_folders(self, folders: Sequence[Path]) -> None:
+        self.roots = {Path(f): IgnoreRules(Path(f), self.cfg.index) for f in folders}
+
+    def root_of(self, path: Path) -> tuple[Path, IgnoreRules] | None:
+        for root, rules in self.roots.items():
+            if path == root or root in path.parents:
+                return root, rules
+        return None
+
+    def scan(self) -> int:
+        """Reconcile: queue every file whose size/mtime differs from the manifest, every new file,
+        and every recorded file that is gone or no longer under a folder. Returns paths queued."""
+        with self.metrics.stage("scan"):
+            known = self.manifest.stat_map()
+            seen: set[str] = set()
+            queued = 0
+            for root, rules in list(self.roots.items()):
+                for path, st in walk(root, rules, self.cfg.index.follow_symlinks):
+                    key = str(path)
+                    seen.add(key)
+                    if st is None or known.get(key) != (st.st_size, st.st_mtime_ns):
+                        self.queue.touch(key)
+                        queued += 1
+            for key in known.keys() - seen:
+                self.queue.touch(key)
+                queued += 1
+        log.info("scan_done", queued=queued, known=len(known), seen=len(seen))
+        return queued
+
+    def enqueue(self, path: str, delay: float | None = None, force: bool = False) -> None:
+        self.queue.touch(path, self.cfg.index.debounce_ms / 1000 if delay is None else delay, force)
+
+    # ------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        specs = [("index-prepare", self._prepare_loop), ("index-embed-1", self._embed_loop),
+                 ("index-embed-2", self._embed_loop), ("index-write", self._write_loop)]
+        for name, target in specs:
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, drain: bool = True, timeout: float = 60.0) -> None:
+        """Stop taking new paths; let prepared groups reach the store (``drain``), then join."""
+        self._stopping.set()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.1, deadline - time.monotonic()))
+        self._threads.clear()
+
+    def busy(self) -> bool:
+        return self.queue.pending() > 0 or self.queue.in_flight() > 0
+
+    # ------------------------------------------------------------ stage 1: prepare
+
+    def _prepare_loop(self) -> None:
+        while not self._stopping.is_set():
+            if self.paused.is_set():
+                self._stopping.wait(0.2)
+                continue
+            items = self.queue.take(TAKE_FILES, timeout=0.2)
+            if not items:
+                continue
+            group: list[FileJob] = []
+            new_count = 0
+            for path, force in items:
+                job = self._safe_prepare(path, force)
+                group.append(job)
+                new_count += len(job.new)
+                if new_count >= GROUP_CHUNKS:
+                    self._embed_q.put(group)
+                    group, new_count = [], 0
+            if group:
+                self._embed_q.put(group)
+        self._embed_q.put(_STOP)
+        self._embed_q.put(_STOP)
+
+    def _safe_prepare(self, path: str, force: bool) -> FileJob:
+        try:
+            return self.prepare(path, force)
+        except Exception as exc:  # one bad file never stops the others
+            log.exception("prepare_failed", path=path)
+            return self._record(path, None, "failed", f"failed: {type(exc).__name__}: {exc}")
+
+    def prepare(self, path: str, force: bool = False) -> FileJob:
+        """Decide what ``path`` needs: forget it, record a skip, or (re)index changed chunks."""
+        p = Path(path)
+        where = self.root_of(p)
+        old = self.manifest.file(path)
+        if where is None or where[1].ignored(p, is_dir=False):
+            return self._forget(path)
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            return self._forget(path)
+        except OSError as exc:
+            return self._record(path, None, "failed", f"failed: cannot stat: {exc.strerror}")
+        if old and not force and (old.size, old.mtime_ns) == (st.st_size, st.st_mtime_ns):
+            return FileJob(path, update=None)  # nothing changed since it was recorded
+        if stat.S_ISLNK(st.st_mode) and not self.cfg.index.follow_symlinks:
+            return self._record(path, st, "skipped", "skipped: symlink (follow_symlinks is off)")
+        if stat.S_ISDIR(st.st_mode):
+            return self._forget(path)
+        with self.metrics.stage("extract"):
+            ex = extract(p, max_bytes=int(self.cfg.index.max_file_mb * 1024 * 1024))
+        if ex.status != "ok":
+            return self._record(path, st, ex.status, ex.reason, ex.content_hash, ex.file_type)
+        if old and old.status == "indexed" and old.hash == ex.content_hash and not force:
+            return self._unchanged(path, old, st)
+        with self.metrics.stage("chunk"):
+            chunks = chunk_text(ex.text, file_type=ex.file_type, count_tokens=self.count_tokens,
+                                target_tokens=self.cfg.chunk.target_tokens, max_tokens=self.max_tokens,
+                                overlap_tokens=self.cfg.chunk.overlap_tokens)
+        rows = self._rows(path, chunks)
+        existing = {r.id for r in self.manifest.chunks_of(path)}
+        new = [r for r in rows if r.id not in existing]
+        self.metrics.count("chunks_reused", len(rows) - len(new))
+        update = FileUpdate(path, st.st_size, st.st_mtime_ns, ex.content_hash, "indexed", "",
+                            ex.file_type, tuple(rows))
+        return FileJob(path, update, new=new, stale=sorted(existing - {r.id for r in rows}))
+
+    @staticmethod
+    def _rows(path: str, chunks: Sequence[Any]) -> list[ChunkRow]:
+        seen: dict[str, int] = {}
+        rows = []
+        for ordinal, c in enumerate(chunks):
+            n = seen.get(c.hash, 0)
+            seen[c.hash] = n + 1
+            rows.append(ChunkRow(chunk_id(path, c.hash, n), path, ordinal, c.hash, c.start_line,
+                                 c.end_line, c.start_byte, c.end_byte, c.text))
+        return rows
+
+    def _unchanged(self, path: str, old: Any, st: os.stat_result) -> FileJob:
+        """Content unchanged (only touched): keep the chunks, refresh size/mtime."""
+        rows = tuple(self.manifest.chunks_of(path))
+        update = FileUpdate(path, st.st_size, st.st_mtime_ns, old.hash, old.status, old.reason,
+                            old.file_type, rows)
+        return FileJob(path, update)
+
+    def _forget(self, path: str) -> FileJob:
+        stale = [r.id for r in self.manifest.chunks_of(path)]
+        return FileJob(path, update=None, forget=True, stale=stale)
+
+    def _record(self, path: str, st: os.stat_result | None, status: str, reason: str,
+                content_hash: str = "", file_type: str = "") -> FileJob:
+        """A skipped or failed file: no chunks, its reason kept for `status`."""
+        stale = [r.id for r in self.manifest.chunks_of(path)]
+        size, mtime = (st.st_size, st.st_mtime_ns) if st else (-1, -1)
+        log.info("file_skipped", path=path, status=status, reason=reason)
+        return FileJob(path, FileUpdate(path, size, mtime, content_hash, status, reason, file_type), stale=stale)
+
+    # ------------------------------------------------------------ stage 2: embed
+
+    def _embed_loop(self) -> None:
+        while True:
+            group = self._embed_q.get()
+            if group is _STOP:
+                self._write_q.put(_STOP)
+                return
+            try:
+                self._embed_group(group)
+            except Exception:
+                log.exception("embed_failed", files=len(group))
+                self._retry_later(group)
+                continue
+            self._write_q.put(group)
+
+    def _embed_group(self, group: list[FileJob]) -> None:
+        rows = [r for job in group for r in job.new]
+        if not rows:
+            return
+        with self.metrics.stage("embed"):
+            results = self.embedder.embed([r.text for r in rows], kind="passage")
+        by_id = dict(zip((r.id for r in rows), results))
+        for job in group:
+            for r in job.new:
+                value = by_id[r.id]
+                if isinstance(value, np.ndarray):
+                    job.vectors[r.id] = value
+                else:
+                    job.failures.append(f"lines {r.start_line}-{r.end_line}: {getattr(value, 'reason', value)}")
+        self.metrics.count("chunks_embedded", len(rows))
+
+    # ------------------------------------------------------------ stage 3: write
+
+    def _write_loop(self) -> None:
+        stops = 0
+        while stops < 2:
+            group = self._write_q.get()
+            if group is _STOP:
+                stops += 1
+                continue
+            try:
+                with self.metrics.stage("write"):
+                    self.write(group)
+            except Exception:
+                log.exception("write_failed", files=len(group))
+                self._retry_later(group)
+                continue
+            self.queue.done([job.path for job in group])
+
+    def write(self, group: list[FileJob]) -> None:
+        """Store first, manifest last: see the module docstring."""
+        updates, deleted = [], []
+        ids, vectors, metas = [], [], []
+        for job in group:
+            if job.forget:
+                deleted.append(job.path)
+            elif job.update is not None:
+                updates.append(self._final_update(job))
+            for r in job.new:
+                if r.id in job.vectors:
+                    ids.append(r.id)
+                    vectors.append(job.vectors[r.id])
+                    metas.append(chunk_metadata(job.path, job.update.file_type if job.update else ""))
+        stale = [i for job in group for i in job.stale]
+        self.manifest.journal_pending((i, p) for i, p in zip(ids, (m["path"] for m in metas)))
+        if stale:
+            self.store.delete(stale)
+        if ids:
+            present = self.store.existing(ids)  # an interrupted earlier write may have stored some
+            keep = [k for k, i in enumerate(ids) if i not in present]
+            if keep:
+                self.store.add([ids[k] for k in keep], np.stack([vectors[k] for k in keep]),
+                               [metas[k] for k in keep])
+        self.manifest.commit_files(updates, deleted)
+        for job in group:
+            if job.update is not None and job.update.status == "indexed" and job.new:
+                log.info("file_indexed", path=job.path, chunks=len(job.update.chunks), embedded=len(job.new))
+        self.metrics.count("files_written", len(updates) + len(deleted))
+
+    @staticmethod
+    def _final_update(job: FileJob) -> FileUpdate:
+        """Drop chunks whose embedding failed (poison text) and say so in the file's reason."""
+        u = job.update
+        assert u is not None
+        if not job.failures:
+            return u
+        failed = {r.id for r in job.new if r.id not in job.vectors}
+        kept = tuple(c for c in u.chunks if c.id not in failed)
+        reason = f"partly indexed: {len(failed)} chunk(s) failed ({job.failures[0]})"
+        return FileUpdate(u.path, u.size, u.mtime_ns, u.hash, u.status, reason, u.file_type, kept)
+
+    def _retry_later(self, group: list[FileJob]) -> None:
+        paths = [job.path for job in group]
+        self.queue.done(paths)
+        if not self._stopping.is_set():
+            for p in paths:
+                self.queue.touch(p, delay=5.0, force=True)
+
+    # ------------------------------------------------------------ recovery
+
+    def recover(self, full_check: bool) -> dict[str, int]:
+        """After a crash: delete orphan vectors of interrupted writes; with ``full_check`` also
+        compare every id in the store with the manifest (store-only ids deleted, files whose
+        chunks are missing from the store queued again)."""
+        orphans = self.manifest.orphan_pending()
+        if orphans:
+            self.store.delete(orphans)
+        self.manifest.clear_pending()
+        stats = {"orphans_deleted": len(orphans), "extra_deleted": 0, "files_requeued": 0}
+        if full_check:
+            in_store = self.store.all_ids()
+            in_manifest = self.manifest.all_chunk_ids()
+            extra = sorted(in_store - in_manifest)
+            if extra:
+                self.store.delete(extra)
+            missing = in_manifest - in_store
+            if missing:
+                paths = {r.path for r in self.manifest.chunks_by_id(sorted(missing)).values()}
+                for p in paths:
+                    self.manifest.commit_files([], deleted=[p])  # forget, so it is redone whole
+                    self.queue.touch(p)
+                stats["files_requeued"] = len(paths)
+            stats["extra_deleted"] = len(extra)
+        log.info("recovered", **stats)
+        return stats

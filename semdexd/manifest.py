@@ -1,0 +1,270 @@
+"""The manifest: what is indexed, per file and per chunk, in SQLite (WAL).
+
+It is the source of truth for "done": a file counts as indexed only once its row commits, and
+that commit happens after the vector store write. Chunk text lives here (snippets, FTS5 lexical
+search), not in Chroma. Before a store write, the ids about to be written are journalled in
+``pending``; after a crash, pending ids that no committed chunk owns are deleted from the store,
+so an interrupted write never leaves an orphan vector behind.
+
+One `Manifest` per process; it is safe to call from several threads (one connection, a lock).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    status TEXT NOT NULL,          -- indexed | skipped | failed
+    reason TEXT NOT NULL DEFAULT '',
+    file_type TEXT NOT NULL DEFAULT '',
+    chunks INTEGER NOT NULL DEFAULT 0,
+    indexed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL,
+    ord INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    start_line INTEGER NOT NULL,
+    end_line INTEGER NOT NULL,
+    start_byte INTEGER NOT NULL,
+    end_byte INTEGER NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path, ord);
+CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(hash);
+CREATE TABLE IF NOT EXISTS pending (id TEXT PRIMARY KEY, path TEXT NOT NULL);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    text, content='chunks', content_rowid='rowid', tokenize="unicode61 remove_diacritics 2"
+);
+CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, text) VALUES (new.rowid, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+END;
+"""
+
+
+@dataclass(frozen=True)
+class FileRow:
+    path: str
+    size: int
+    mtime_ns: int
+    hash: str
+    status: str
+    reason: str
+    file_type: str
+    chunks: int
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    id: str
+    path: str
+    ord: int
+    hash: str
+    start_line: int
+    end_line: int
+    start_byte: int
+    end_byte: int
+    text: str
+
+
+@dataclass(frozen=True)
+class FileUpdate:
+    """Everything the manifest records for one file after its store write succeeded."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    hash: str
+    status: str
+    reason: str = ""
+    file_type: str = ""
+    chunks: tuple[ChunkRow, ...] = ()
+
+
+class Manifest:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        if self.get_meta("schema") is None:
+            self.set_meta("schema", str(SCHEMA_VERSION))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ------------------------------------------------------------ meta
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # ------------------------------------------------------------ reads
+
+    def file(self, path: str) -> FileRow | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT path,size,mtime_ns,hash,status,reason,file_type,chunks FROM files WHERE path=?",
+                (path,),
+            ).fetchone()
+        return FileRow(*row) if row else None
+
+    def files_under(self, folder: str) -> list[str]:
+        """Paths recorded at or below ``folder`` (a directory path without trailing slash)."""
+        prefix = folder.rstrip("/") + "/"
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT path FROM files WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def all_paths(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT path FROM files")]
+
+    def stat_map(self) -> dict[str, tuple[int, int]]:
+        """path -> (size, mtime_ns) for every recorded file (for the reconcile scan)."""
+        with self._lock:
+            return {p: (s, m) for p, s, m in self._db.execute("SELECT path,size,mtime_ns FROM files")}
+
+    def chunks_of(self, path: str) -> list[ChunkRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id,path,ord,hash,start_line,end_line,start_byte,end_byte,text "
+                "FROM chunks WHERE path=? ORDER BY ord", (path,)).fetchall()
+        return [ChunkRow(*r) for r in rows]
+
+    def chunks_by_id(self, ids: Sequence[str]) -> dict[str, ChunkRow]:
+        out: dict[str, ChunkRow] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                part = list(ids[start:start + 500])
+                marks = ",".join("?" * len(part))
+                for r in self._db.execute(
+                    "SELECT id,path,ord,hash,start_line,end_line,start_byte,end_byte,text "
+                    f"FROM chunks WHERE id IN ({marks})", part):
+                    out[r[0]] = ChunkRow(*r)
+        return out
+
+    def all_chunk_ids(self) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT id FROM chunks")}
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            by_status = dict(self._db.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
+            chunks = self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        return {"indexed": by_status.get("indexed", 0), "skipped": by_status.get("skipped", 0),
+                "failed": by_status.get("failed", 0), "chunks": chunks}
+
+    def problems(self, limit: int = 50) -> list[dict[str, str]]:
+        """Files skipped or failed, with their reasons, most recent first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT path, status, reason FROM files WHERE status != 'indexed' "
+                "ORDER BY indexed_at DESC LIMIT ?", (limit,)).fetchall()
+        return [{"path": p, "status": s, "reason": r} for p, s, r in rows]
+
+    def lexical(self, match: str, limit: int, candidate_paths: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """FTS5 BM25 search: [(chunk id, score)] best first; score is -bm25 (higher is better)."""
+        sql = ("SELECT c.id, -bm25(chunks_fts) AS s FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
+               "WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?")
+        with self._lock:
+            try:
+                return [(i, float(s)) for i, s in self._db.execute(sql, (match, limit))]
+            except sqlite3.OperationalError:
+                return []
+
+    # ------------------------------------------------------------ crash-safe writes
+
+    def journal_pending(self, items: Iterable[tuple[str, str]]) -> None:
+        """Record (chunk id, path) about to be written to the store; committed before the write."""
+        with self._lock:
+            self._db.executemany("INSERT OR IGNORE INTO pending(id, path) VALUES (?, ?)", list(items))
+
+    def orphan_pending(self) -> list[str]:
+        """Pending ids that no committed chunk owns: an interrupted write may have stored them."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT p.id FROM pending p LEFT JOIN chunks c ON c.id = p.id WHERE c.id IS NULL").fetchall()
+        return [r[0] for r in rows]
+
+    def clear_pending(self) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM pending")
+
+    def commit_files(self, updates: Sequence[FileUpdate], deleted: Sequence[str] = ()) -> None:
+        """Atomically record ``updates`` (replacing each file's chunks) and forget ``deleted``.
+
+        Call only after the store holds every chunk of ``updates`` and none of their stale ones.
+        """
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for path in deleted:
+                    self._forget(path)
+                for u in updates:
+                    self._replace(u, now)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _forget(self, path: str) -> None:
+        self._db.execute("DELETE FROM chunks WHERE path=?", (path,))
+        self._db.execute("DELETE FROM files WHERE path=?", (path,))
+        self._db.execute("DELETE FROM pending WHERE path=?", (path,))
+
+    def _replace(self, u: FileUpdate, now: float) -> None:
+        old = {r[0]: r[1] for r in self._db.execute("SELECT id, rowid FROM chunks WHERE path=?", (u.path,))}
+        new_ids = {c.id for c in u.chunks}
+        for cid in set(old) - new_ids:
+            self._db.execute("DELETE FROM chunks WHERE rowid=?", (old[cid],))
+        for c in u.chunks:
+            if c.id in old:  # unchanged text; only its position may have moved
+                self._db.execute(
+                    "UPDATE chunks SET ord=?, start_line=?, end_line=?, start_byte=?, end_byte=? WHERE rowid=?",
+                    (c.ord, c.start_line, c.end_line, c.start_byte, c.end_byte, old[c.id]))
+            else:
+                self._db.execute(
+                    "INSERT INTO chunks(id,path,ord,hash,start_line,end_line,start_byte,end_byte,text) "
+                    "VALUES (?,?,?,?,?,?,?,?,?)",
+                    (c.id, c.path, c.ord, c.hash, c.start_line, c.end_line, c.start_byte, c.end_byte, c.text))
+        self._db.execute(
+            "INSERT OR REPLACE INTO files(path,size,mtime_ns,hash,status,reason,file_type,chunks,indexed_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?)",
+            (u.path, u.size, u.mtime_ns, u.hash, u.status, u.reason, u.file_type, len(u.chunks), now))
+        self._db.execute("DELETE FROM pending WHERE path=?", (u.path,))
+
+    def iter_chunk_ids_of(self, paths: Iterable[str]) -> Iterator[str]:
+        with self._lock:
+            for p in paths:
+                for (cid,) in self._db.execute("SELECT id FROM chunks WHERE path=?", (p,)).fetchall():
+                    yield cid

@@ -1,0 +1,113 @@
+"""The vector store: Chroma behind a small interface (ids, vectors, small metadata; no documents).
+
+The daemon is the only process that opens the store. `PersistentClient` by default, `HttpClient`
+against a `chroma run` server with ``[store] backend = "http"``: same code. Telemetry is off and no
+embedding function is ever attached (on create *and* on get), so nothing reaches for the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any, Sequence
+
+import numpy as np
+
+from semdexd.config import Config
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    id: str
+    score: float  # cosine similarity, higher is better
+
+
+def ancestors(path: str) -> list[str]:
+    """Every folder above ``path`` ('/a/b/c.txt' -> ['/a', '/a/b']), for prefix filters via $contains."""
+    parents = [str(p) for p in PurePosixPath(path).parents if str(p) != "/"]
+    return parents[::-1]
+
+
+def chunk_metadata(path: str, file_type: str) -> dict[str, Any]:
+    return {"path": path, "dirs": ancestors(path) or ["/"], "type": file_type or "none"}
+
+
+class VectorStore:
+    def __init__(self, cfg: Config, name: str) -> None:
+        """Open (or create) collection ``name``; ``name`` encodes the model and chunker versions."""
+        import chromadb
+        from chromadb.config import Settings
+
+        settings = Settings(anonymized_telemetry=False, allow_reset=False)
+        if cfg.store.backend == "http":
+            self._client = chromadb.HttpClient(host=cfg.store.host, port=cfg.store.port, settings=settings)
+        else:
+            cfg.paths.chroma_dir.mkdir(parents=True, exist_ok=True)
+            self._client = chromadb.PersistentClient(path=str(cfg.paths.chroma_dir), settings=settings)
+        self.name = name
+        self._col = self._client.get_or_create_collection(
+            name,
+            embedding_function=None,
+            configuration={"hnsw": {"space": "cosine", "ef_search": cfg.store.hnsw_ef_search,
+                                    "max_neighbors": cfg.store.hnsw_m}},
+        )
+        self._max_batch = min(self._client.get_max_batch_size(), 4096)
+
+    def collections(self) -> list[str]:
+        return [c.name for c in self._client.list_collections()]
+
+    def drop_collection(self, name: str) -> None:
+        if name != self.name:
+            self._client.delete_collection(name)
+
+    def count(self) -> int:
+        return self._col.count()
+
+    def add(self, ids: Sequence[str], vectors: np.ndarray, metadatas: Sequence[dict[str, Any]]) -> None:
+        """Add new ids (never rewrites existing ones: callers add only what is missing)."""
+        for start in range(0, len(ids), self._max_batch):
+            end = start + self._max_batch
+            self._col.add(ids=list(ids[start:end]), embeddings=vectors[start:end],
+                          metadatas=list(metadatas[start:end]))
+
+    def delete(self, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), self._max_batch):
+            self._col.delete(ids=list(ids[start:start + self._max_batch]))
+
+    def existing(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` the store holds."""
+        found: set[str] = set()
+        for start in range(0, len(ids), self._max_batch):
+            found.update(self._col.get(ids=list(ids[start:start + self._max_batch]), include=[])["ids"])
+        return found
+
+    def all_ids(self) -> set[str]:
+        out: set[str] = set()
+        offset, page = 0, 10000
+        while True:
+            got = self._col.get(include=[], limit=page, offset=offset)["ids"]
+            out.update(got)
+            if len(got) < page:
+                return out
+            offset += page
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        got = self._col.get(ids=list(ids), include=["embeddings"])
+        return {i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])}
+
+    def query(self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None,
+              ids: Sequence[str] | None = None) -> list[Neighbour]:
+        """Nearest ``k`` chunks to ``vector``, optionally restricted by metadata or candidate ids."""
+        total = self.count()
+        if total == 0 or k <= 0:
+            return []
+        kwargs: dict[str, Any] = {"query_embeddings": np.asarray([vector], dtype=np.float32),
+                                  "n_results": min(k, total), "include": ["distances"]}
+        if where:
+            kwargs["where"] = where
+        if ids is not None:
+            if not ids:
+                return []
+            kwargs["ids"] = list(ids)
+        res = self._col.query(**kwargs)
+        return [Neighbour(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0])]
