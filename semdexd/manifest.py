@@ -61,6 +61,37 @@ END;
 
 
 @dataclass(frozen=True)
+class Filter:
+    """Restrictions on which files a search may return (all optional, combined with AND)."""
+
+    folder: str | None = None             # absolute folder (or file) path
+    types: tuple[str, ...] = ()           # file types ("py", "md", ...)
+    glob: str | None = None               # SQLite GLOB on the absolute path ("*.md" matches anywhere)
+    since_ns: int | None = None           # modified at or after (ns since epoch)
+
+    def sql(self) -> tuple[str, list[object]]:
+        conds, args = ["1"], []  # type: tuple[list[str], list[object]]
+        if self.folder:
+            prefix = self.folder.rstrip("/") + "/"
+            conds.append("(f.path = ? OR substr(f.path, 1, ?) = ?)")
+            args += [self.folder, len(prefix), prefix]
+        if self.types:
+            conds.append(f"f.file_type IN ({','.join('?' * len(self.types))})")
+            args += list(self.types)
+        if self.glob:
+            conds.append("f.path GLOB ?")
+            args.append(self.glob if self.glob.startswith("/") else "*" + self.glob)
+        if self.since_ns is not None:
+            conds.append("f.mtime_ns >= ?")
+            args.append(self.since_ns)
+        return " AND ".join(conds), args
+
+    @property
+    def empty(self) -> bool:
+        return not (self.folder or self.types or self.glob or self.since_ns is not None)
+
+
+@dataclass(frozen=True)
 class FileRow:
     path: str
     size: int
@@ -191,15 +222,29 @@ class Manifest:
                 "ORDER BY indexed_at DESC LIMIT ?", (limit,)).fetchall()
         return [{"path": p, "status": s, "reason": r} for p, s, r in rows]
 
-    def lexical(self, match: str, limit: int, candidate_paths: Sequence[str] | None = None) -> list[tuple[str, float]]:
-        """FTS5 BM25 search: [(chunk id, score)] best first; score is -bm25 (higher is better)."""
-        sql = ("SELECT c.id, -bm25(chunks_fts) AS s FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
-               "WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?")
+    def lexical(self, match: str, limit: int, where: "Filter | None" = None) -> list[tuple[str, float]]:
+        """FTS5 BM25 search: [(chunk id, score)] best first; score is -bm25 (higher is better).
+
+        ``match`` is an FTS5 query string; a syntax error yields [] rather than an exception.
+        """
+        cond, args = (where.sql() if where else ("1", []))
+        sql = ("SELECT c.id, -bm25(chunks_fts) FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
+               f"JOIN files f ON f.path = c.path WHERE chunks_fts MATCH ? AND {cond} "
+               "ORDER BY bm25(chunks_fts) LIMIT ?")
         with self._lock:
             try:
-                return [(i, float(s)) for i, s in self._db.execute(sql, (match, limit))]
+                return [(i, float(s)) for i, s in self._db.execute(sql, [match, *args, limit])]
             except sqlite3.OperationalError:
                 return []
+
+    def chunk_ids_where(self, where: "Filter", limit: int) -> list[str] | None:
+        """Ids of chunks passing ``where``, or None when more than ``limit`` do (filter not selective)."""
+        cond, args = where.sql()
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT c.id FROM chunks c JOIN files f ON f.path = c.path WHERE {cond} LIMIT ?",
+                [*args, limit + 1]).fetchall()
+        return None if len(rows) > limit else [r[0] for r in rows]
 
     # ------------------------------------------------------------ crash-safe writes
 

@@ -1,0 +1,195 @@
+"""Search: semantic (vectors in the store) and lexical (FTS5 BM25 in the manifest), fused.
+
+Hybrid ranking is reciprocal-rank fusion of the two lists. Exact phrases and identifiers are
+looked up as an FTS5 phrase first, so the chunk that contains them leads the lexical list.
+Hits are grouped per file (at most ``per_file``), adjacent chunks merged into one hit with the
+full line range, and a snippet is taken around the lines that best match the query's words.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from semdexd.manifest import ChunkRow, Filter, Manifest
+from semdexd.store import VectorStore
+
+RRF_K = 60
+CANDIDATES = 100              # results taken from each list before fusion
+PREFILTER_MAX = 20000         # a filter passing fewer chunks than this is applied as candidate ids
+SNIPPET_LINES = 3
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    query: str
+    limit: int = 10
+    mode: str = "hybrid"                      # hybrid | semantic | lexical
+    path: str | None = None
+    glob: str | None = None
+    file_type: str | list[str] | None = None
+    since: float | None = None                # seconds since epoch
+    per_file: int = 3
+
+    def filter(self) -> Filter:
+        types = (self.file_type,) if isinstance(self.file_type, str) else tuple(self.file_type or ())
+        folder = str(Path(self.path).expanduser().resolve()) if self.path else None
+        since = int(self.since * 1e9) if self.since is not None else None
+        return Filter(folder=folder, types=tuple(t.lstrip(".") for t in types), glob=self.glob, since_ns=since)
+
+
+def fts_queries(query: str) -> list[str]:
+    """FTS5 queries for ``query``, most precise first: the exact phrase, then any of its words."""
+    quoted = re.findall(r'"([^"]+)"', query)
+    words = _WORD.findall(query)
+    if not words:
+        return []
+    phrases = [_WORD.findall(q) for q in quoted] or [words]
+    out = [" AND ".join('"' + " ".join(p) + '"' for p in phrases if p)]
+    out.append(" OR ".join(f'"{w}"' for w in dict.fromkeys(words)))
+    return out
+
+
+def rrf(lists: Sequence[Sequence[str]], k: int = RRF_K) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    for ranked in lists:
+        for rank, cid in enumerate(ranked):
+            scores[cid] = scores.get(cid, 0.0) + 1.0 / (k + rank + 1)
+    return scores
+
+
+class Searcher:
+    def __init__(self, manifest: Manifest, store: VectorStore, embedder: Any) -> None:
+        self.manifest = manifest
+        self.store = store
+        self.embedder = embedder
+
+    def search(self, req: SearchRequest) -> list[dict[str, Any]]:
+        where = req.filter()
+        lists: list[list[str]] = []
+        similarity: dict[str, float] = {}
+        if req.mode in ("hybrid", "semantic"):
+            neighbours = self._semantic(req.query, where, CANDIDATES)
+            similarity = {n.id: n.score for n in neighbours}
+            lists.append([n.id for n in neighbours])
+        if req.mode in ("hybrid", "lexical"):
+            lists.append(self._lexical(req.query, where, CANDIDATES))
+        if req.mode == "hybrid":
+            scores = rrf(lists)
+        elif req.mode == "semantic":
+            scores = similarity
+        else:
+            scores = {cid: 1.0 / (rank + 1) for rank, cid in enumerate(lists[0])}
+        ranked = sorted(scores, key=lambda c: -scores[c])
+        return self._hits(ranked, scores, req, similarity)
+
+    def _semantic(self, query: str, where: Filter, k: int) -> list[Any]:
+        result = self.embedder.embed([query], kind="query", priority=True)[0]
+        if not isinstance(result, np.ndarray):
+            return []
+        return self.vector_neighbours(result, where, k)
+
+    def vector_neighbours(self, vector: np.ndarray, where: Filter, k: int) -> list[Any]:
+        if where.empty:
+            return self.store.query(vector, k)
+        ids = self.manifest.chunk_ids_where(where, PREFILTER_MAX)
+        if ids is not None:
+            return self.store.query(vector, k, ids=ids)
+        chroma_where = _chroma_where(where)
+        # Not selective: let the index filter what it can, then keep what passes the rest.
+        got = self.store.query(vector, k * 4, where=chroma_where)
+        passing = set(self.manifest.chunks_by_id([n.id for n in got]))
+        return [n for n in got if n.id in passing][:k]
+
+    def _lexical(self, query: str, where: Filter, k: int) -> list[str]:
+        out: dict[str, None] = {}
+        for q in fts_queries(query):
+            for cid, _ in self.manifest.lexical(q, k, where):
+                out.setdefault(cid)
+            if len(out) >= k:
+                break
+        return list(out)[:k]
+
+    def similar(self, path: str, line: int | None, limit: int) -> list[dict[str, Any]]:
+        """Chunks of other files nearest to ``path`` (its chunk at ``line``, else the whole file)."""
+        own = self.manifest.chunks_of(path)
+        rows = [r for r in own if line is not None and r.start_line <= line <= r.end_line] or own
+        vecs = self.store.vectors([r.id for r in rows]) if rows else {}
+        if not vecs:
+            return []
+        mean = np.mean(np.stack(list(vecs.values())), axis=0)
+        mean /= np.linalg.norm(mean) or 1.0
+        own_ids = {r.id for r in own}
+        got = [n for n in self.store.query(mean, CANDIDATES) if n.id not in own_ids]
+        scores = {n.id: n.score for n in got}
+        return self._hits([n.id for n in got], scores, SearchRequest(query="", limit=limit), scores)
+
+    # ------------------------------------------------------------ presentation
+
+    def _hits(self, ranked: list[str], scores: dict[str, float], req: SearchRequest,
+              similarity: dict[str, float]) -> list[dict[str, Any]]:
+        rows = self.manifest.chunks_by_id(ranked)
+        per_file: dict[str, list[ChunkRow]] = {}
+        order: list[str] = []
+        for cid in ranked:
+            row = rows.get(cid)
+            if row is None:
+                continue
+            picked = per_file.setdefault(row.path, [])
+            if not picked:
+                order.append(row.path)
+            if len(picked) < req.per_file:
+                picked.append(row)
+        words = {w.lower() for w in _WORD.findall(req.query)}
+        hits: list[dict[str, Any]] = []
+        for path in order:
+            for group in _merge_adjacent(per_file[path]):
+                best = max(group, key=lambda r: scores.get(r.id, 0.0))
+                hit = {"path": path, "start_line": min(r.start_line for r in group),
+                       "end_line": max(r.end_line for r in group),
+                       "score": round(max(scores.get(r.id, 0.0) for r in group), 6),
+                       "snippet": snippet(best, words)}
+                if best.id in similarity:
+                    hit["similarity"] = round(similarity[best.id], 4)
+                hits.append(hit)
+        hits.sort(key=lambda h: -h["score"])
+        return hits[: req.limit]
+
+
+def _merge_adjacent(rows: list[ChunkRow]) -> list[list[ChunkRow]]:
+    """Group chunks whose line ranges touch or overlap (same file), in line order."""
+    groups: list[list[ChunkRow]] = []
+    for row in sorted(rows, key=lambda r: r.start_line):
+        if groups and row.start_line <= max(r.end_line for r in groups[-1]) + 1:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return groups
+
+
+def snippet(row: ChunkRow, words: set[str]) -> str:
+    """A few lines of ``row`` centred on the line sharing most words with the query."""
+    lines = row.text.split("\n")
+    if not words:
+        best = next((i for i, l in enumerate(lines) if l.strip()), 0)
+    else:
+        overlap = [len(words & {w.lower() for w in _WORD.findall(l)}) for l in lines]
+        best = max(range(len(lines)), key=lambda i: (overlap[i], -i))
+    start = max(0, best - SNIPPET_LINES // 2)
+    return "\n".join(lines[start:start + SNIPPET_LINES]).strip()
+
+
+def _chroma_where(where: Filter) -> dict[str, Any] | None:
+    conds: list[dict[str, Any]] = []
+    if where.folder:
+        conds.append({"$or": [{"dirs": {"$contains": where.folder}}, {"path": where.folder}]})
+    if where.types:
+        conds.append({"type": {"$in": list(where.types)}})
+    if not conds:
+        return None
+    return conds[0] if len(conds) == 1 else {"$and": conds}
