@@ -1,0 +1,47 @@
+"""The change queue: coalescing, debounce, no concurrent jobs for one path."""
+
+import threading
+
+from semdexd.changes import ChangeQueue
+
+
+def test_burst_of_touches_becomes_one_job():
+    q = ChangeQueue()
+    for _ in range(20):
+        q.touch("/a", delay=0.05)
+    assert q.take(10, timeout=5) == [("/a", False)]
+    assert q.take(10, timeout=0.1) == []
+
+
+def test_not_handed_out_before_quiet_period():
+    q = ChangeQueue()
+    q.touch("/a", delay=30)
+    assert q.take(10, timeout=0.05) == []
+    assert q.pending() == 1
+
+
+def test_busy_path_waits_for_done():
+    q = ChangeQueue()
+    q.touch("/a")
+    assert q.take(10, timeout=1) == [("/a", False)]
+    q.touch("/a")
+    assert q.take(10, timeout=0.05) == []  # still in flight
+    q.done(["/a"])
+    assert q.take(10, timeout=1) == [("/a", False)]
+
+
+def test_force_is_sticky_until_taken():
+    q = ChangeQueue()
+    q.touch("/a", force=True)
+    q.touch("/a")
+    assert q.take(1, timeout=1) == [("/a", True)]
+
+
+def test_wait_idle():
+    q = ChangeQueue()
+    q.touch("/a")
+    items = q.take(1, timeout=1)
+    t = threading.Timer(0.05, lambda: q.done([p for p, _ in items]))
+    t.start()
+    assert q.wait_idle(timeout=5)
+    t.join()

@@ -1,0 +1,58 @@
+"""The manifest: file/chunk rows, FTS kept in step, pending journal, filters."""
+
+from semdexd.manifest import ChunkRow, FileUpdate, Filter, Manifest
+
+
+def rows(path: str, texts: list[str]) -> tuple[ChunkRow, ...]:
+    return tuple(ChunkRow(f"{path}#{t}", path, i, t, i + 1, i + 1, 0, len(t), t) for i, t in enumerate(texts))
+
+
+def test_commit_replaces_chunks_and_fts_follows(tmp_path):
+    m = Manifest(tmp_path / "m.sqlite3")
+    m.commit_files([FileUpdate("/r/a.py", 1, 1, "h", "indexed", file_type="py",
+                               chunks=rows("/r/a.py", ["alpha parse_config", "beta"]))])
+    assert [c for c, _ in m.lexical('"parse config"', 10)] == ["/r/a.py#alpha parse_config"]
+    m.commit_files([FileUpdate("/r/a.py", 2, 2, "h2", "indexed", file_type="py",
+                               chunks=rows("/r/a.py", ["beta", "gamma"]))])
+    assert m.lexical('"alpha"', 10) == []
+    assert [c for c, _ in m.lexical('"gamma"', 10)] == ["/r/a.py#gamma"]
+    assert m.counts() == {"indexed": 1, "skipped": 0, "failed": 0, "chunks": 2}
+
+
+def test_forget_and_problems(tmp_path):
+    m = Manifest(tmp_path / "m.sqlite3")
+    m.commit_files([FileUpdate("/r/a.bin", 1, 1, "h", "skipped", "skipped: binary"),
+                    FileUpdate("/r/b.md", 1, 1, "h", "indexed", chunks=rows("/r/b.md", ["x"]))])
+    assert m.problems() == [{"path": "/r/a.bin", "status": "skipped", "reason": "skipped: binary"}]
+    m.commit_files([], deleted=["/r/b.md"])
+    assert m.chunks_of("/r/b.md") == [] and m.file("/r/b.md") is None
+    assert m.lexical('"x"', 10) == []
+
+
+def test_pending_journal_finds_orphans(tmp_path):
+    m = Manifest(tmp_path / "m.sqlite3")
+    m.commit_files([FileUpdate("/r/a", 1, 1, "h", "indexed", chunks=rows("/r/a", ["x"]))])
+    m.journal_pending([("/r/a#x", "/r/a"), ("orphan", "/r/b")])
+    assert m.orphan_pending() == ["orphan"]
+    m.clear_pending()
+    assert m.orphan_pending() == []
+
+
+def test_filters(tmp_path):
+    m = Manifest(tmp_path / "m.sqlite3")
+    m.commit_files([FileUpdate("/r/docs/a.md", 1, 100, "h", "indexed", file_type="md", chunks=rows("/r/docs/a.md", ["word"])),
+                    FileUpdate("/r/src/b.py", 1, 200, "h", "indexed", file_type="py", chunks=rows("/r/src/b.py", ["word"])),
+                    FileUpdate("/r/docsx/c.md", 1, 300, "h", "indexed", file_type="md", chunks=rows("/r/docsx/c.md", ["word"]))])
+    def paths(f):
+        return sorted(c.split("#")[0] for c, _ in m.lexical('"word"', 10, f))
+    assert paths(Filter(folder="/r/docs")) == ["/r/docs/a.md"]
+    assert paths(Filter(types=("py",))) == ["/r/src/b.py"]
+    assert paths(Filter(glob="*.md")) == ["/r/docs/a.md", "/r/docsx/c.md"]
+    assert paths(Filter(since_ns=150)) == ["/r/docsx/c.md", "/r/src/b.py"]
+    assert m.chunk_ids_where(Filter(folder="/r/src"), 10) == ["/r/src/b.py#word"]
+    assert m.chunk_ids_where(Filter(glob="*"), 1) is None
+
+
+def test_bad_fts_syntax_is_empty_not_an_error(tmp_path):
+    m = Manifest(tmp_path / "m.sqlite3")
+    assert m.lexical('"unterminated', 10) == []
