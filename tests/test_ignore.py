@@ -14,7 +14,7 @@ def make_tree(root: Path, files: list[str]) -> None:
 
 
 def found(root: Path, cfg: IndexConfig) -> set[str]:
-    return {str(p.relative_to(root)) for p, _ in walk(root, IgnoreRules(root, cfg), False)}
+    return {str(p.relative_to(root)) for p, _ in walk(root, IgnoreRules(root, cfg), cfg.follow_symlinks)}
 
 
 def test_default_excludes_hidden_and_editor_temp(tmp_path):
