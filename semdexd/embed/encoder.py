@@ -1,0 +1,68 @@
+"""In-process encoding: tokenize, run the CTranslate2 encoder, pool, normalise.
+
+`Encoder` is what a worker process holds. Texts arrive exactly as they must be embedded (the
+prefix already applied by the pool); each is truncated at ``info.max_tokens``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from semdexd.embed.model import ModelInfo, load_tokenizer
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Vectors of one batch (float32, shape [n, dim]) and its token accounting."""
+
+    vectors: np.ndarray
+    tokens: int        # real tokens
+    padded: int        # tokens computed, padding included (n x longest)
+
+
+def pool_hidden(hidden: np.ndarray, lengths: np.ndarray, mode: str) -> np.ndarray:
+    """Pool ``hidden`` [n, T, d] over the first ``lengths[i]`` positions of each row."""
+    if mode == "cls":
+        return hidden[:, 0, :].astype(np.float32, copy=True)
+    mask = (np.arange(hidden.shape[1])[None, :] < lengths[:, None])[:, :, None]
+    if mode == "max":
+        return np.where(mask, hidden, -np.inf).max(axis=1).astype(np.float32)
+    summed = (hidden * mask).sum(axis=1, dtype=np.float32)
+    counts = np.maximum(lengths, 1).astype(np.float32)[:, None]
+    if mode == "mean_sqrt_len":
+        return summed / np.sqrt(counts)
+    return summed / counts
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class Encoder:
+    """One CTranslate2 encoder and its tokenizer; not thread-safe (one caller at a time)."""
+
+    def __init__(self, info: ModelInfo, threads: int = 1) -> None:
+        import ctranslate2
+
+        self.info = info
+        self._tokenizer = load_tokenizer(info.tokenizer_file, info.max_tokens)
+        self._model = ctranslate2.Encoder(str(info.ct2_dir), device="cpu", compute_type=info.compute_type,
+                                          intra_threads=threads, inter_threads=1)
+
+    def encode(self, texts: Sequence[str]) -> Encoded:
+        """Embed ``texts`` (prefixed, UTF-8-clean) in one forward pass."""
+        if not texts:
+            return Encoded(np.zeros((0, self.info.dim), np.float32), 0, 0)
+        ids = [e.ids for e in self._tokenizer.encode_batch(list(texts))]
+        lengths = np.array([len(x) for x in ids], dtype=np.int64)
+        output = self._model.forward_batch(ids)
+        hidden = np.asarray(output.last_hidden_state, dtype=np.float32)
+        vectors = pool_hidden(hidden, lengths, self.info.pooling)
+        if self.info.normalize:
+            vectors = normalize(vectors)
+        return Encoded(vectors, int(lengths.sum()), int(len(ids) * lengths.max()))

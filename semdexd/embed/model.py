@@ -1,0 +1,231 @@
+"""The embedding model: resolve, convert once to CTranslate2, describe, count tokens.
+
+`prepare_model(cfg)` turns ``cfg.model`` into a `ModelInfo`: it resolves the model (the bundled
+all-MiniLM-L6-v2 or a local Hugging Face directory), converts it once into
+``cfg.paths.models_dir/<name>-<compute_type>-<hash>`` (temp dir + rename, so a crash never leaves
+a half-written model behind) and is cheap when that directory already exists (hashing the
+weights is cached by file size and mtime). `TokenCounter` counts tokens the way the model sees a
+passage, for the chunker's budgets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import structlog
+from tokenizers import Tokenizer
+
+from semdexd.config import Config
+from semdexd.embed.convert import QUANTIZATIONS, convert_encoder
+from semdexd.embed.errors import ModelError
+from semdexd.embed.source import SourceModel, read_source
+from semdexd.embed.text import clean
+
+__all__ = ["ModelError", "ModelInfo", "TokenCounter", "load_tokenizer", "prepare_model"]
+
+FORMAT = 1                      # bump when the converted layout or the converter changes
+META_FILE = "semdex.json"
+HASH_CACHE_FILE = "weights-hashes.json"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Everything the pool, the workers and the chunker need to know about the model."""
+
+    model_id: str          # name + compute_type + short hash of weights/tokenizer (+ max tokens if lowered)
+    dim: int
+    max_tokens: int        # the model's max sequence length, or cfg.model.max_tokens if lower
+    query_prefix: str      # "" for MiniLM, "query: " for e5
+    passage_prefix: str
+    ct2_dir: Path          # converted model
+    tokenizer_file: Path   # tokenizer.json
+    pooling: str = "mean"  # mean | cls | max | mean_sqrt_len
+    normalize: bool = True # vectors are unit length
+    compute_type: str = "int8"
+    name: str = ""
+    source_dir: Path | None = None
+    layers: int = 0
+    hidden: int = 0
+    layer_params: int = 0  # parameters in the encoder layers (embeddings excluded)
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Approximate FLOPs the encoder spends per real token in a sequence of ``seq_len``:
+        2 x layer parameters (the dense matmuls) + 4 x layers x hidden x seq_len (attention)."""
+        return 2.0 * self.layer_params + 4.0 * self.layers * self.hidden * seq_len
+
+
+def load_tokenizer(path: Path, max_tokens: int | None) -> Tokenizer:
+    """``tokenizer.json`` without padding, truncating at ``max_tokens`` (None: no truncation)."""
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()
+    if max_tokens:
+        tokenizer.enable_truncation(max_length=max_tokens)
+    else:
+        tokenizer.no_truncation()
+    return tokenizer
+
+
+class TokenCounter:
+    """Counts tokens as the model sees a passage (prefix and special tokens included)."""
+
+    def __init__(self, info: ModelInfo) -> None:
+        self._tokenizer = load_tokenizer(info.tokenizer_file, None)
+        self._prefix = info.passage_prefix
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        """Token count of each text, without truncation (may exceed ``max_tokens``)."""
+        if not texts:
+            return []
+        encodings = self._tokenizer.encode_batch([self._prefix + clean(t) for t in texts])
+        return [len(e.ids) for e in encodings]
+
+
+# ---------------------------------------------------------------- hashing
+
+
+def _file_digest(path: Path, cache: dict[str, str]) -> str:
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    if key not in cache:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        cache[key] = digest.hexdigest()
+    return cache[key]
+
+
+def _write_atomic(path: Path, data: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+
+
+def source_hash(source: SourceModel, models_dir: Path) -> str:
+    """Short hash of what decides the vectors: weights, config, tokenizer, converter format."""
+    cache_path = models_dir / HASH_CACHE_FILE
+    try:
+        cache = json.loads(cache_path.read_text(encoding="utf-8"))
+        cache = cache if isinstance(cache, dict) else {}
+    except (OSError, ValueError):
+        cache = {}
+    before = dict(cache)
+    files = sorted(source.directory.glob("model*.safetensors"))
+    files += [p for p in (source.directory / "config.json", source.directory / "tokenizer.json") if p.is_file()]
+    digest = hashlib.sha256(f"semdex-ct2-format-{FORMAT}".encode())
+    for file in files:
+        digest.update(file.name.encode() + b"\0" + _file_digest(file, cache).encode())
+    if cache != before:
+        try:
+            _write_atomic(cache_path, json.dumps(cache, indent=0))
+        except OSError:
+            pass  # only a speed-up
+    return digest.hexdigest()[:12]
+
+
+# ---------------------------------------------------------------- conversion
+
+
+def _write_tokenizer(source: SourceModel, out: Path) -> None:
+    """Copy ``tokenizer.json``; build it with transformers when the model ships only vocab files."""
+    if (source.directory / "tokenizer.json").is_file():
+        shutil.copyfile(source.directory / "tokenizer.json", out / "tokenizer.json")
+        return
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(source.directory), local_files_only=True, use_fast=True)
+        tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
+    except Exception as exc:  # transformers raises many kinds
+        raise ModelError(f"{source.directory}: no tokenizer.json and cannot build one: {exc}") from None
+
+
+def _vocabulary(tokenizer_file: Path) -> list[str]:
+    vocab = Tokenizer.from_file(str(tokenizer_file)).get_vocab(with_added_tokens=True)
+    size = max(vocab.values()) + 1 if vocab else 0
+    tokens = [f"<unused_{i}>" for i in range(size)]
+    for token, index in vocab.items():
+        tokens[index] = token
+    return tokens
+
+
+def _metadata(source: SourceModel, compute_type: str, digest: str, layer_params: int) -> dict[str, Any]:
+    return {
+        "format": FORMAT, "name": source.name, "source": str(source.directory), "hash": digest,
+        "compute_type": compute_type, "model_type": source.config["model_type"],
+        "dim": source.config["hidden_size"], "layers": source.config["num_hidden_layers"],
+        "layer_params": layer_params, "max_tokens": source.max_tokens, "pooling": source.pooling,
+        "normalize": source.normalize, "query_prefix": source.query_prefix,
+        "passage_prefix": source.passage_prefix,
+    }
+
+
+def _convert(source: SourceModel, compute_type: str, digest: str, final: Path) -> None:
+    """Convert into a temp dir beside ``final``, then rename it into place (atomic)."""
+    log = structlog.get_logger()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{final.name}-"))
+    try:
+        out = tmp / "model"
+        out.mkdir()
+        _write_tokenizer(source, tmp)
+        vocabulary = _vocabulary(tmp / "tokenizer.json")
+        layer_params = convert_encoder(source.directory, out, source.config, vocabulary, compute_type)
+        shutil.move(str(tmp / "tokenizer.json"), out / "tokenizer.json")
+        (out / META_FILE).write_text(json.dumps(_metadata(source, compute_type, digest, layer_params), indent=1))
+        try:
+            os.rename(out, final)
+        except OSError:
+            if not (final / META_FILE).is_file():
+                raise
+            # Another process converted the same model meanwhile: keep theirs.
+        log.info("model_converted", model=source.name, compute_type=compute_type, path=str(final))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _info(meta: dict[str, Any], ct2_dir: Path, cfg: Config) -> ModelInfo:
+    own_max = int(meta["max_tokens"])
+    max_tokens = min(own_max, cfg.model.max_tokens) if cfg.model.max_tokens > 0 else own_max
+    model_id = f"{meta['name']}:{meta['compute_type']}:{meta['hash']}"
+    if max_tokens < own_max:
+        model_id += f":t{max_tokens}"
+    query = cfg.model.query_prefix if cfg.model.query_prefix is not None else meta["query_prefix"]
+    passage = cfg.model.passage_prefix if cfg.model.passage_prefix is not None else meta["passage_prefix"]
+    return ModelInfo(
+        model_id=model_id, dim=int(meta["dim"]), max_tokens=max_tokens, query_prefix=query,
+        passage_prefix=passage, ct2_dir=ct2_dir, tokenizer_file=ct2_dir / "tokenizer.json",
+        pooling=meta["pooling"], normalize=bool(meta["normalize"]), compute_type=meta["compute_type"],
+        name=meta["name"], source_dir=Path(meta["source"]), layers=int(meta["layers"]),
+        hidden=int(meta["dim"]), layer_params=int(meta["layer_params"]),
+    )
+
+
+def prepare_model(cfg: Config) -> ModelInfo:
+    """Resolve ``cfg.model.name``, convert it if not yet done, and describe it.
+
+    Raises `ModelError` (a ValueError) with a clear message for an unknown name, an unusable
+    model directory or an unsupported compute type.
+    """
+    compute_type = cfg.model.compute_type
+    if compute_type not in QUANTIZATIONS:
+        raise ModelError(f"[model] compute_type {compute_type!r}: expected one of {', '.join(QUANTIZATIONS)}")
+    source = read_source(cfg.model.name)
+    digest = source_hash(source, cfg.paths.models_dir)
+    final = cfg.paths.models_dir / f"{source.name}-{compute_type}-{digest}"
+    if not (final / META_FILE).is_file():
+        _convert(source, compute_type, digest, final)
+    try:
+        meta = json.loads((final / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{final}: converted model unreadable ({exc}); delete the folder to convert again") from None
+    return _info(meta, final, cfg)
