@@ -175,10 +175,16 @@ def _describe_status(info: Any, summary: dict[str, Any] | None, cfg: Any) -> str
 def cmd_model_prepare(args: argparse.Namespace) -> int:
     """Convert the configured model to CTranslate2 (offline) and print where it is."""
     from semdexd.embed.model import prepare_model
+    from semdexd.log import setup_logging
 
     cfg, _ = _load(args)
-    prepared = prepare_model(cfg)
-    print(f"model ready: {getattr(prepared, 'path', prepared)}")
+    setup_logging(None, "info")
+    try:
+        info = prepare_model(cfg)
+    except ValueError as exc:  # ModelError: an unknown name or an unusable model directory
+        print(f"semdexd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"model ready: {info.model_id} (dim {info.dim}, max {info.max_tokens} tokens)\n  {info.ct2_dir}")
     return EXIT_OK
 
 
@@ -186,7 +192,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """``semdexd.bench.NAME.main(args, cfg)``; its return value is the exit code."""
     import importlib
 
+    from semdexd.log import setup_logging
+
     cfg, _ = _load(args)
+    setup_logging(None, "info")
     module = importlib.import_module(f"semdexd.bench.{args.name}")
     result = module.main(list(args.args), cfg)
     return int(result or 0)
