@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -54,6 +54,16 @@ class ModelInfo:
     layers: int = 0
     hidden: int = 0
     layer_params: int = 0  # parameters in the encoder layers (embeddings excluded)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (paths as strings), e.g. to hand the model to a worker process."""
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
+        """Inverse of `to_dict`."""
+        paths = {"ct2_dir", "tokenizer_file", "source_dir"}
+        return cls(**{k: Path(v) if k in paths and v is not None else v for k, v in data.items()})
 
     def flops_per_token(self, seq_len: int) -> float:
         """Approximate FLOPs the encoder spends per real token in a sequence of ``seq_len``:
