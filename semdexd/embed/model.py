@@ -121,7 +121,8 @@ def _write_atomic(path: Path, data: str) -> None:
 
 
 def source_hash(source: SourceModel, models_dir: Path) -> str:
-    """Short hash of what decides the vectors: weights, config, tokenizer, converter format."""
+    """Short hash of what decides the vectors: weights, config, tokenizer, the sentence-transformers
+    settings (pooling, normalisation, max length, prefixes) and the converter format."""
     cache_path = models_dir / HASH_CACHE_FILE
     try:
         cache = json.loads(cache_path.read_text(encoding="utf-8"))
@@ -132,6 +133,8 @@ def source_hash(source: SourceModel, models_dir: Path) -> str:
     files = sorted(source.directory.glob("model*.safetensors"))
     files += [p for p in (source.directory / "config.json", source.directory / "tokenizer.json") if p.is_file()]
     digest = hashlib.sha256(f"semdex-ct2-format-{FORMAT}".encode())
+    settings = [source.pooling, source.normalize, source.max_tokens, source.query_prefix, source.passage_prefix]
+    digest.update(json.dumps(settings).encode())
     for file in files:
         digest.update(file.name.encode() + b"\0" + _file_digest(file, cache).encode())
     if cache != before:
