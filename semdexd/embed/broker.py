@@ -261,10 +261,11 @@ class Broker:
             except p.ProtocolError as exc:
                 self._on_batch_error(batch, f"bad result: {exc}")
             else:
-                batch.job.deliver(batch.positions, list(vectors))
                 self.counters["texts"] += batch.size
                 self.counters["tokens"] += int(message.get("tokens") or 0)
                 self.counters["padded"] += int(message.get("padded") or 0)
+                self._publish()  # a caller woken by this delivery sees stats that include it
+                batch.job.deliver(batch.positions, list(vectors))
         if slot.batch is None:
             self._after_batch(slot)
 
@@ -319,6 +320,7 @@ class Broker:
         elif batch.size == 1:
             self.counters["failed"] += 1
             self.log.warning("embed_poison_text", chars=len(batch.texts[0]), crashes=batch.crashes)
+            self._publish()
             batch.job.fail(batch.positions, f"failed: text crashed the model worker {batch.crashes} times")
         else:
             first, second = batch.split()
@@ -328,6 +330,7 @@ class Broker:
     def _on_batch_error(self, batch: Batch, reason: str) -> None:
         if batch.size == 1:
             self.counters["failed"] += 1
+            self._publish()
             batch.job.fail(batch.positions, f"failed: {reason}")
             return
         first, second = batch.split()
@@ -473,7 +476,9 @@ class Broker:
             if slot.batch is not None:
                 slot.batch.job.fail(slot.batch.positions, "failed: pool closed")
                 slot.batch = None
-            if slot.identity:
+            if slot.state == "starting" and slot.proc is not None:
+                slot.proc.terminate()  # still loading the model, cannot hear "stop" yet
+            elif slot.identity:
                 self._send(slot.identity, p.pack(p.STOP))
             if slot.proc is not None:
                 self._retiring.append((slot.proc, time.monotonic() + STOP_GRACE_S))
