@@ -171,7 +171,7 @@ def _reload(service: Any, cfg: Config, reload_config: Callable[[], Config], log:
     except Exception:
         log.exception("reload_failed", kept="previous config")
         return
-    log.info("reloaded", folders=[str(f) for f in new_cfg.index.folders])
+    log.info("config_reloaded", folders=[str(f) for f in new_cfg.index.folders])
 
 
 def serve(cfg: Config, reload_config: Callable[[], Config], log: Any,
