@@ -97,6 +97,21 @@ def test_1000_texts_through_two_workers_in_order(make_pool, reference_encoder):
     json.dumps(stats)
 
 
+def test_many_threads_at_once_each_get_their_own_vectors(make_pool, reference_encoder):
+    pool, _ = make_pool(workers=2, batch_size=4)
+    texts = {t: [f"thread {t} line {i} says {i * t}" for i in range(30)] for t in range(8)}
+    out: dict[int, list] = {}
+    threads = [threading.Thread(target=lambda t=t: out.__setitem__(t, pool.embed(texts[t], priority=t % 2 == 0)))
+               for t in texts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    for t, results in out.items():
+        assert_vectors_match(results, texts[t], reference_encoder)
+    assert len(out) == 8 and pool.stats()["texts"] == 240
+
+
 def test_kill_9_worker_mid_batch_loses_nothing(make_pool, reference_encoder):
     pool, _ = make_pool(workers=2, batch_size=8)
     texts = [prose(i, 200) for i in range(48)]
