@@ -25,6 +25,7 @@ except ImportError:  # the JSON framing works everywhere
     msgpack = None  # type: ignore[assignment]
 
 DEFAULT_TIMEOUT_S = 300.0
+CLOSED = "semdexd closed the connection without replying (too many clients, or it is shutting down)"
 START_HINT = "Start it with: semdexd start [FOLDER ...]   (or: systemctl --user start semdexd)"
 
 
@@ -77,6 +78,9 @@ class Client:
         except socket.timeout:
             self.close()
             raise TransportError(f"no reply from semdexd within {self.timeout:.0f} s ({method})") from None
+        except (BrokenPipeError, ConnectionResetError):
+            self.close()
+            raise TransportError(CLOSED) from None
         except OSError as exc:
             self.close()
             raise TransportError(f"connection to semdexd failed: {exc}") from None
@@ -137,8 +141,7 @@ class Client:
             chunk = sock.recv(65536)
             if not chunk:
                 self.close()
-                raise TransportError("semdexd closed the connection without replying "
-                                     "(too many clients, or it is shutting down)")
+                raise TransportError(CLOSED)
             if self._unpacker is not None:
                 self._unpacker.feed(chunk)
             else:

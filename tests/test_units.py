@@ -1,0 +1,123 @@
+"""The service definitions: systemd user unit (checked by systemd-analyze when it is installed,
+parsed here either way) and the launchd LaunchAgent plist (parsed with plistlib)."""
+
+from __future__ import annotations
+
+import os
+import plistlib
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.test_daemon import BIN
+
+REPO = Path(__file__).resolve().parent.parent
+UNIT = REPO / "systemd" / "semdexd.service"
+PLIST = REPO / "launchd" / "org.semdex.semdexd.plist"
+UNIT_EXEC_DEFAULT = "%h/.local/bin/semdexd"
+
+
+def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
+    """systemd's INI dialect: sections, repeatable keys, # and ; comments."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current: dict[str, list[str]] | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        assert current is not None, f"key outside a section: {line}"
+        key, sep, value = line.partition("=")
+        assert sep, f"not a key=value line: {line}"
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def installed_unit(semdexd: str) -> str:
+    """The unit as the README's install step writes it (sed of the ExecStart path)."""
+    return UNIT.read_text().replace(UNIT_EXEC_DEFAULT, semdexd)
+
+
+def test_unit_runs_the_daemon_in_the_foreground_with_limits() -> None:
+    unit = parse_unit(UNIT.read_text())
+    service = unit["Service"]
+    assert service["ExecStart"] == [f"{UNIT_EXEC_DEFAULT} run"]
+    assert service["Restart"] == ["on-failure"]
+    assert service["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert service["KillMode"] == ["mixed"]
+    assert service["IOSchedulingClass"] == ["idle"]
+    assert int(service["Nice"][0]) > 0
+    assert service["MemoryHigh"] and service["MemoryMax"]
+    assert service["UMask"] == ["0077"]
+    assert int(service["TimeoutStopSec"][0]) >= 30, "room to drain in-flight files"
+    assert unit["Install"]["WantedBy"] == ["default.target"]
+    assert "StartLimitBurst" in unit["Unit"] and "StartLimitBurst" not in service
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed (unit parsed above)")
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    semdexd = BIN / "semdexd"
+    if not semdexd.exists():
+        pytest.skip("the semdexd console script is not installed")
+    unit = tmp_path / "semdexd.service"
+    unit.write_text(installed_unit(str(semdexd)))
+    runtime = tempfile.mkdtemp(dir="/tmp", prefix="sx")
+    try:
+        env = {**os.environ, "XDG_RUNTIME_DIR": runtime}
+        result = subprocess.run(["systemd-analyze", "--user", "verify", str(unit)], env=env,
+                                capture_output=True, text=True, timeout=120)
+        if "Failed to initialize manager" in result.stderr:  # no user manager possible here: system mode
+            result = subprocess.run(["systemd-analyze", "verify", str(unit)], env=env,
+                                    capture_output=True, text=True, timeout=120)
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", f"systemd-analyze warned: {result.stderr}"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_systemd_analyze_catches_a_broken_unit(tmp_path: Path) -> None:
+    """The check above is worth something: a typo in the unit shows up."""
+    unit = tmp_path / "semdexd.service"
+    unit.write_text(installed_unit("/nonexistent/semdexd").replace("Nice=10", "Nice=very"))
+    runtime = tempfile.mkdtemp(dir="/tmp", prefix="sx")
+    try:
+        result = subprocess.run(["systemd-analyze", "verify", str(unit)], env={**os.environ, "XDG_RUNTIME_DIR": runtime},
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+    assert "nice" in result.stderr.lower() or result.returncode != 0
+
+
+def load_plist(text: str | None = None) -> dict:
+    return plistlib.loads((text or PLIST.read_text()).encode())
+
+
+def test_plist_is_a_keepalive_launch_agent_with_log_paths() -> None:
+    plist = load_plist()
+    assert plist["Label"] == "org.semdex.semdexd" == PLIST.stem
+    assert plist["ProgramArguments"] == ["@SEMDEXD@", "run"]
+    assert plist["RunAtLoad"] is True
+    assert plist["KeepAlive"] == {"SuccessfulExit": False}
+    assert plist["StandardOutPath"].startswith("@HOME@/") and plist["StandardErrorPath"].startswith("@HOME@/")
+    assert plist["StandardOutPath"] != plist["StandardErrorPath"]
+    assert plist["ProcessType"] == "Background" and plist["LowPriorityIO"] is True
+    assert plist["Umask"] == 0o077
+    assert plist["ExitTimeOut"] >= 30
+
+
+def test_plist_after_the_install_substitution() -> None:
+    text = PLIST.read_text().replace("@SEMDEXD@", "/Users/ann/semdex/.venv/bin/semdexd").replace("@HOME@", "/Users/ann")
+    plist = load_plist(text)
+    assert "@" not in plistlib.dumps(plist).decode().split("<plist", 1)[1]
+    assert all(Path(p).is_absolute() for p in (plist["ProgramArguments"][0], plist["StandardOutPath"],
+                                               plist["StandardErrorPath"]))
+    assert plistlib.loads(plistlib.dumps(plist)) == plist
+    if shutil.which("plutil"):  # macOS
+        result = subprocess.run(["plutil", "-lint", str(PLIST)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
