@@ -83,6 +83,10 @@ class Indexer:
         self._embed_q: queue.Queue[Any] = queue.Queue(maxsize=2)
         self._write_q: queue.Queue[Any] = queue.Queue(maxsize=4)
         self._threads: list[threading.Thread] = []
+        # Test-only fault injection: "STAGE:N" makes the process die abruptly at the N-th time
+        # it reaches STAGE (after_delete | after_add), to prove the write order is crash-safe.
+        self._crash_at = os.environ.get("SEMDEX_TEST_CRASH_AT", "")
+        self._stage_hits: dict[str, int] = {}
         self.set_folders(cfg.index.folders)
 
     # ------------------------------------------------------------ folders & scanning
@@ -306,17 +310,27 @@ class Indexer:
         self.manifest.journal_pending((i, p) for i, p in zip(ids, (m["path"] for m in metas)))
         if stale:
             self.store.delete(stale)
+        self._crash_point("after_delete")
         if ids:
             present = self.store.existing(ids)  # an interrupted earlier write may have stored some
             keep = [k for k, i in enumerate(ids) if i not in present]
             if keep:
                 self.store.add([ids[k] for k in keep], np.stack([vectors[k] for k in keep]),
                                [metas[k] for k in keep])
+        self._crash_point("after_add")
         self.manifest.commit_files(updates, deleted)
         for job in group:
             if job.update is not None and job.update.status == "indexed" and job.new:
                 log.info("file_indexed", path=job.path, chunks=len(job.update.chunks), embedded=len(job.new))
         self.metrics.count("files_written", len(updates) + len(deleted))
+
+    def _crash_point(self, stage: str) -> None:
+        if not self._crash_at:
+            return
+        self._stage_hits[stage] = self._stage_hits.get(stage, 0) + 1
+        if self._crash_at == f"{stage}:{self._stage_hits[stage]}":
+            log.warning("test_crash_injected", stage=stage)
+            os._exit(137)
 
     @staticmethod
     def _final_update(job: FileJob) -> FileUpdate:

@@ -30,6 +30,7 @@ class Instance:
 
     def __init__(self, tmp_path: Path, folders: list[Path], **sections: dict[str, Any]) -> None:
         self.tmp = tmp_path
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.runtime = Path(tempfile.mkdtemp(dir="/tmp", prefix="sx"))
         self.env = {"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
                     "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_STATE_HOME": str(tmp_path / "state"),

@@ -1,0 +1,165 @@
+"""Reliability contract: kill -9 (or SIGTERM) of the real daemon at random points of indexing,
+then a restart, ends in exactly the index a clean run gives: same chunk ids, same count, store
+and manifest in agreement, no orphan worker left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.support import Instance, wait_for
+
+FILES = 24
+
+
+def make_corpus(folder: Path) -> None:
+    folder.mkdir()
+    for i in range(FILES):
+        body = "\n\n".join(
+            f"Note {i}.{j}: the reliability contract says nothing indexed is lost or duplicated "
+            f"after a crash; paragraph {j} of file {i} exists to make a chunk of its own."
+            for j in range(4))
+        (folder / f"note{i:02d}.md").write_text(f"# Note {i}\n\n{body}\n")
+
+
+class Daemon:
+    """`semdexd run` in a subprocess on an isolated instance."""
+
+    def __init__(self, inst: Instance, prefix: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        self.inst = inst
+        self.proc = subprocess.Popen(
+            (prefix or []) + [sys.executable, "-m", "semdexd.cli", "run", "--config", str(inst.config_file)],
+            env={**os.environ, **inst.env, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.children: list[psutil.Process] = []
+
+    def manifest_db(self) -> Path | None:
+        found = list((Path(self.inst.env["XDG_DATA_HOME"]) / "semdex" / "index").glob("*/manifest.sqlite3"))
+        return found[0] if found else None
+
+    def files_done(self) -> int:
+        db = self.manifest_db()
+        if db is None:
+            return 0
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+                return con.execute("SELECT count(*) FROM files").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    def note_children(self) -> None:
+        try:
+            self.children = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            self.children = []
+
+    def kill(self, sig: int) -> None:
+        self.note_children()
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=120)
+        for child in self.children:  # workers must not outlive the daemon
+            wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE,
+                     timeout=30, what=f"worker {child.pid} to exit after the daemon died")
+
+
+def index_snapshot(inst: Instance) -> tuple[set[str], set[str], dict[str, str]]:
+    """(manifest chunk ids, store ids, path -> hash) read from disk with no daemon running."""
+    from semdexd.manifest import Manifest
+    from semdexd.store import VectorStore
+
+    db = next((Path(inst.env["XDG_DATA_HOME"]) / "semdex" / "index").glob("*/manifest.sqlite3"))
+    manifest = Manifest(db)
+    cfg = inst.config()
+    store = VectorStore(cfg, f"{cfg.store.collection}-{db.parent.name}")
+    files = {p: manifest.file(p).hash for p in manifest.all_paths()}
+    out = (manifest.all_chunk_ids(), store.all_ids(), files)
+    manifest.close()
+    return out
+
+
+def run_to_idle(inst: Instance, prefix: list[str] | None = None) -> None:
+    d = Daemon(inst, prefix)
+    wait_for(lambda: d.files_done() >= FILES or d.proc.poll() is not None, timeout=300, what="index to complete")
+    assert d.proc.poll() is None, d.proc.stderr.read().decode()[-3000:]
+    wait_for(lambda: _idle(inst), timeout=120, what="daemon idle")
+    d.kill(signal.SIGTERM)
+    assert d.proc.returncode == 0, d.proc.stderr.read().decode()[-3000:]
+
+
+def _idle(inst: Instance) -> bool:
+    from client.api import Client  # the thin client, as a user's script would use it
+
+    try:
+        return Client(socket_path=inst.config().socket_path).call("status")["state"] == "idle"
+    except Exception:
+        return False
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    folder = tmp_path / "corpus"
+    make_corpus(folder)
+    return folder
+
+
+@pytest.fixture
+def clean_run(tmp_path: Path, corpus: Path, model_info):
+    inst = Instance(tmp_path / "clean", [corpus])
+    run_to_idle(inst)
+    yield index_snapshot(inst)
+    inst.cleanup()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_interrupted_indexing_ends_like_a_clean_run(tmp_path, corpus, clean_run, sig):
+    rng = random.Random(1234 + sig)
+    inst = Instance(tmp_path / "crashy", [corpus])
+    try:
+        for round_ in range(3):
+            d = Daemon(inst)
+            target = rng.randint(1, FILES - 2)
+            wait_for(lambda: d.files_done() >= target or d.proc.poll() is not None, timeout=300,
+                     what=f"round {round_}: {target} files indexed")
+            assert d.proc.poll() is None, d.proc.stderr.read().decode()[-3000:]
+            d.kill(sig)
+        run_to_idle(inst)
+        chunk_ids, store_ids, files = index_snapshot(inst)
+        want_ids, want_store, want_files = clean_run
+        assert files == want_files
+        assert chunk_ids == want_ids
+        assert store_ids == chunk_ids, (len(store_ids - chunk_ids), len(chunk_ids - store_ids))
+    finally:
+        inst.cleanup()
+
+
+@pytest.mark.parametrize("point", ["after_delete:1", "after_add:1"])
+def test_crash_inside_the_write_window(tmp_path, corpus, clean_run, point):
+    """The daemon dies exactly inside the write window (store changed, manifest not yet), and the
+    files change again before the restart, so the interrupted write's ids are never reused."""
+    inst = Instance(tmp_path / "window", [corpus])
+    final = {p: p.read_text() for p in corpus.iterdir()}
+    try:
+        for p, text in final.items():  # first versions: their chunks become stale below
+            p.write_text(text.replace("reliability contract", "first draft"))
+        run_to_idle(inst)
+        for p, text in final.items():  # second versions: written to the store when it dies
+            p.write_text(text.replace("reliability contract", "second draft"))
+        d = Daemon(inst, env={"SEMDEX_TEST_CRASH_AT": point})
+        assert d.proc.wait(timeout=300) == 137, "the injected crash did not happen"
+        for p, text in final.items():
+            p.write_text(text)
+        run_to_idle(inst)
+        chunk_ids, store_ids, files = index_snapshot(inst)
+        want_ids, _, want_files = clean_run
+        assert files == want_files and chunk_ids == want_ids
+        assert store_ids == chunk_ids, (len(store_ids - chunk_ids), len(chunk_ids - store_ids))
+    finally:
+        inst.cleanup()
