@@ -54,6 +54,7 @@ class Slot:
 
     index: int
     remote: bool = False
+    sock: zmq.Socket | None = None  # the ROUTER this worker is connected to
     proc: subprocess.Popen[bytes] | None = None
     identity: bytes = b""
     pid: int = 0
@@ -101,6 +102,8 @@ class Broker:
         self._snapshot: dict[str, Any] = {}
         self._ctx: zmq.Context | None = None
         self._router: zmq.Socket | None = None
+        self._remote: zmq.Socket | None = None
+        self._auth: Any = None
 
     # ------------------------------------------------------------ other threads
 
@@ -111,6 +114,17 @@ class Broker:
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.bind(self.endpoint)
+        if self.cfg.pool.remote_endpoint:
+            from semdexd.embed.remote import bind_remote
+
+            try:
+                self._remote, self._auth = bind_remote(self._ctx, self.cfg.pool.remote_endpoint,
+                                                       self.cfg.pool.curve_secret_key_file)
+            except ValueError:
+                self._router.close(linger=0)
+                self._ctx.term()
+                raise
+            self.log.info("embed_remote_endpoint", endpoint=self.cfg.pool.remote_endpoint)
         self._publish()
         self._thread = threading.Thread(target=self._run, name="embed-broker", daemon=True)
         self._thread.start()
@@ -159,6 +173,8 @@ class Broker:
         assert self._router is not None
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
+        if self._remote is not None:
+            poller.register(self._remote, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         try:
             while True:
@@ -168,8 +184,9 @@ class Broker:
                     os.read(self._wake_r, 4096)
                 if self._take_inbox():
                     break
-                if self._router in events:
-                    self._receive_all()
+                for sock in (self._router, self._remote):
+                    if sock is not None and sock in events:
+                        self._receive_all(sock)
                 self._housekeeping()
                 self._dispatch()
                 self._publish()
@@ -195,11 +212,10 @@ class Broker:
 
     # ------------------------------------------------------------ messages
 
-    def _receive_all(self) -> None:
-        assert self._router is not None
+    def _receive_all(self, sock: zmq.Socket) -> None:
         while True:
             try:
-                identity, frame = self._router.recv_multipart(flags=zmq.NOBLOCK)[:2]
+                identity, frame = sock.recv_multipart(flags=zmq.NOBLOCK)[:2]
             except zmq.Again:
                 return
             except ValueError:
@@ -209,13 +225,17 @@ class Broker:
             except p.ProtocolError as exc:
                 self.log.warning("embed_bad_frame", worker=identity.decode(errors="replace"), error=str(exc))
                 continue
-            self._on_message(identity, message)
+            self._on_message(sock, identity, message)
 
-    def _on_message(self, identity: bytes, message: dict[str, Any]) -> None:
+    def _on_message(self, sock: zmq.Socket, identity: bytes, message: dict[str, Any]) -> None:
         slot = self._by_identity.get(identity)
+        if slot is not None and slot.sock is not sock:
+            return  # an identity reused on the other endpoint: not that worker
+        if slot is None and sock is self._remote and message["t"] == p.READY:
+            slot = self._join_remote(sock, identity)
         if slot is None:
-            if message["t"] not in (p.BYE,):
-                self._send(identity, p.pack(p.STOP))
+            if message["t"] != p.BYE:
+                self._reply(sock, identity, p.pack(p.STOP))
             return
         slot.last_seen = time.monotonic()
         if isinstance(message.get("rss"), (int, float)):
@@ -229,6 +249,16 @@ class Broker:
             self._on_error(slot, message)
         elif kind == p.HEARTBEAT:
             self._on_heartbeat(slot, message)
+        elif kind == p.BYE and slot.remote:
+            self._on_gone(slot, f"left: {message.get('reason')}")
+
+    def _join_remote(self, sock: zmq.Socket, identity: bytes) -> Slot:
+        slot = Slot(index=max((s.index for s in self.slots), default=-1) + 1, remote=True, sock=sock,
+                    identity=identity, state="starting", last_seen=time.monotonic())
+        self.slots.append(slot)
+        self._by_identity[identity] = slot
+        self.log.info("embed_remote_worker_joined", worker=identity.decode(errors="replace"))
+        return slot
 
     def _on_ready(self, slot: Slot, message: dict[str, Any]) -> None:
         if message.get("model_id") != self.info.model_id:
@@ -287,10 +317,13 @@ class Broker:
 
     # ------------------------------------------------------------ batches
 
-    def _send(self, identity: bytes, frame: bytes) -> bool:
-        assert self._router is not None
+    def _send(self, slot: Slot, frame: bytes) -> bool:
+        return slot.sock is not None and self._reply(slot.sock, slot.identity, frame)
+
+    @staticmethod
+    def _reply(sock: zmq.Socket, identity: bytes, frame: bytes) -> bool:
         try:
-            self._router.send_multipart([identity, frame], flags=zmq.NOBLOCK)
+            sock.send_multipart([identity, frame], flags=zmq.NOBLOCK)
             return True
         except zmq.ZMQError:
             return False
@@ -302,7 +335,7 @@ class Broker:
                 continue
             queue = self._queues[True] if self._queues[True] else self._queues[False]
             batch = queue.popleft()
-            if not self._send(slot.identity, p.pack(p.BATCH, id=batch.id, texts=batch.texts)):
+            if not self._send(slot, p.pack(p.BATCH, id=batch.id, texts=batch.texts)):
                 queue.appendleft(batch)
                 slot.state = "gone"  # unreachable: the process check or the heartbeat will replace it
                 continue
@@ -358,7 +391,7 @@ class Broker:
             reason = "texts" if slot.texts >= pool.max_texts_per_worker else "rss"
             self.log.info("worker_restarted", pid=slot.pid, reason=reason, texts=slot.texts, rss_mb=slot.rss_mb,
                           queued=sum(len(q) for q in self._queues.values()))
-            self._send(slot.identity, p.pack(p.STOP))
+            self._send(slot, p.pack(p.STOP))
             self._retiring.append((slot.proc, time.monotonic() + STOP_GRACE_S))
             self.counters["retired"] += 1
             self._reset(slot, restart=True)
@@ -383,7 +416,7 @@ class Broker:
             self.log.error("embed_worker_spawn_failed", error=str(exc))
             self._start_failed(slot, f"spawn: {exc}")
             return
-        slot.identity, slot.pid = identity.encode(), slot.proc.pid
+        slot.identity, slot.pid, slot.sock = identity.encode(), slot.proc.pid, self._router
         slot.state, slot.last_seen = "starting", time.monotonic()
         self._by_identity[slot.identity] = slot
 
@@ -435,7 +468,7 @@ class Broker:
             self._last_ping = now
             for slot in self.slots:
                 if slot.state in ("idle", "busy"):
-                    self._send(slot.identity, p.pack(p.PING))
+                    self._send(slot, p.pack(p.PING))
         local = [s for s in self.slots if not s.remote]
         if local and all(s.failures >= FAILED_STARTS_LIMIT for s in local) and len(local) == len(self.slots):
             self._fail_queued(f"failed: the model worker cannot start ({local[0].last_exit})")
@@ -479,7 +512,7 @@ class Broker:
             if slot.state == "starting" and slot.proc is not None:
                 slot.proc.terminate()  # still loading the model, cannot hear "stop" yet
             elif slot.identity:
-                self._send(slot.identity, p.pack(p.STOP))
+                self._send(slot, p.pack(p.STOP))
             if slot.proc is not None:
                 self._retiring.append((slot.proc, time.monotonic() + STOP_GRACE_S))
         deadline = time.monotonic() + STOP_GRACE_S + 1
@@ -492,8 +525,11 @@ class Broker:
         for slot in self.slots:
             slot.state, slot.proc = "empty", None
         self._publish()
-        if self._router is not None:
-            self._router.close(linger=0)
+        for sock in (self._router, self._remote):
+            if sock is not None:
+                sock.close(linger=0)
+        if self._auth is not None:
+            self._auth.stop()
         if self._ctx is not None:
             self._ctx.term()
         for fd in (self._wake_r, self._wake_w):

@@ -64,7 +64,8 @@ class EmbedPool:
         self.endpoint = ""
 
     def start(self) -> None:
-        """Open the cache, bind the broker's ipc endpoint (0700 runtime dir), start the workers."""
+        """Bind the broker's ipc endpoint (0700 runtime dir), start the workers, open the cache.
+        ValueError for an unusable runtime dir or remote endpoint configuration."""
         runtime = self.cfg.paths.runtime_dir
         prepare_runtime_dir(runtime)
         path = runtime / f"embed-{os.getpid()}-{secrets.token_hex(3)}.ipc"
@@ -72,11 +73,12 @@ class EmbedPool:
             raise ValueError(f"runtime dir path too long for a Unix socket ({len(str(path))} > {MAX_IPC_PATH} "
                              f"bytes): {runtime}")
         self.endpoint = f"ipc://{path}"
+        self._tokenizer = load_tokenizer(self.info.tokenizer_file, self.info.max_tokens)
+        broker = Broker(self.cfg, self.info, self.endpoint)
+        broker.start()  # ValueError for a bad remote endpoint configuration
         if self.cfg.pool.cache_mb > 0:
             self._cache = EmbedCache(self.cfg.paths.cache_file, self.cfg.pool.cache_mb, self.info.dim)
-        self._tokenizer = load_tokenizer(self.info.tokenizer_file, self.info.max_tokens)
-        self._broker = Broker(self.cfg, self.info, self.endpoint)
-        self._broker.start()
+        self._broker = broker
 
     def close(self) -> None:
         """Stop the workers (no orphans), fail pending calls ("pool closed"), close the cache."""

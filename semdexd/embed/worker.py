@@ -17,6 +17,7 @@ import ctypes
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -46,11 +47,14 @@ class Options:
 
 
 def die_with_parent(parent_pid: int) -> None:
-    """Ask the kernel to SIGKILL us when the parent goes; exit now if it already went."""
+    """Ask the kernel to SIGKILL us when the parent goes; exit now if it already went.
+    ``parent_pid`` 0 (a remote worker, started by hand or by a service manager): nothing to do."""
+    if not parent_pid:
+        return
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    if parent_pid and os.getppid() != parent_pid:
+    if os.getppid() != parent_pid:
         os._exit(0)
 
 
@@ -184,27 +188,43 @@ class Worker:
         return code
 
 
+def _model_info(info_json: str, config_file: str) -> ModelInfo:
+    """The model to load: given as JSON by a local broker, or prepared from this host's config."""
+    if info_json:
+        return ModelInfo.from_dict(json.loads(info_json))
+    from pathlib import Path
+
+    from semdexd.config import load_config
+    from semdexd.embed.model import prepare_model
+
+    return prepare_model(load_config(Path(config_file) if config_file else None))
+
+
 def parse_args(argv: list[str]) -> Options:
     parser = argparse.ArgumentParser(prog="python -m semdexd.embed.worker", description="semdex embedding worker")
-    parser.add_argument("--endpoint", required=True)
-    parser.add_argument("--identity", required=True)
-    parser.add_argument("--info", required=True, help="ModelInfo as JSON (ModelInfo.to_dict)")
+    parser.add_argument("--endpoint", required=True, help="the broker: ipc://... (local) or tcp://HOST:PORT")
+    parser.add_argument("--identity", default="", help="unique name (default R-<host>-<pid>)")
+    parser.add_argument("--info", default="", help="ModelInfo as JSON (ModelInfo.to_dict); set by a local broker")
+    parser.add_argument("--config", default="", help="without --info: this host's semdex config (default: XDG)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--heartbeat-ms", type=int, default=1000)
     parser.add_argument("--heartbeat-misses", type=int, default=10)
     parser.add_argument("--parent-pid", type=int, default=0)
-    parser.add_argument("--server-public-key", default="")
-    parser.add_argument("--secret-key-file", default="")
+    parser.add_argument("--server-public-key", default="", help="CurveZMQ: the broker's public key (z85)")
+    parser.add_argument("--secret-key-file", default="", help="CurveZMQ: this worker's certificate")
     args = parser.parse_args(argv)
-    return Options(endpoint=args.endpoint, identity=args.identity, info=ModelInfo.from_dict(json.loads(args.info)),
-                   threads=args.threads, heartbeat_ms=args.heartbeat_ms, heartbeat_misses=args.heartbeat_misses,
+    return Options(endpoint=args.endpoint, identity=args.identity or f"R-{socket.gethostname()}-{os.getpid()}",
+                   info=_model_info(args.info, args.config), threads=args.threads,
+                   heartbeat_ms=args.heartbeat_ms, heartbeat_misses=args.heartbeat_misses,
                    parent_pid=args.parent_pid, server_public_key=args.server_public_key,
                    secret_key_file=args.secret_key_file)
 
 
 def main(argv: list[str] | None = None) -> int:
-    opts = parse_args(sys.argv[1:] if argv is None else argv)
-    die_with_parent(opts.parent_pid)
+    argv = sys.argv[1:] if argv is None else argv
+    parent = next((int(v) for k, v in zip(argv, argv[1:]) if k == "--parent-pid"), 0)
+    die_with_parent(parent)  # before anything slow, so a dying daemon never leaves us behind
+    opts = parse_args(argv)
     from semdexd.log import setup_logging
 
     setup_logging(None, level=os.environ.get("SEMDEX_WORKER_LOG_LEVEL", "info"))
