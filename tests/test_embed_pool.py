@@ -137,6 +137,27 @@ def test_kill_9_worker_mid_batch_loses_nothing(make_pool, reference_encoder):
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
+def test_a_hung_worker_misses_heartbeats_and_its_batch_is_redone(make_pool, reference_encoder):
+    pool, cfg = make_pool(workers=2, batch_size=8)    # heartbeat 200 ms x 10 misses = 2 s of silence
+    texts = [prose(i, 200) for i in range(32)]
+    out: dict[str, Any] = {}
+    job = threading.Thread(target=lambda: out.setdefault("results", pool.embed(texts)))
+    job.start()
+    stats = wait_for(lambda: (s := pool.stats()) and any(w["state"] == "busy" for w in s["workers"]) and s,
+                     what="a busy worker")
+    pid = next(w["pid"] for w in stats["workers"] if w["state"] == "busy")
+    os.kill(pid, signal.SIGSTOP)                       # alive but silent
+    try:
+        job.join(timeout=300)
+        assert_vectors_match(out["results"], texts, reference_encoder)
+        assert pool.stats()["crashes"] >= 1 and pid not in worker_pids(pool)
+        wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+                 what="the hung worker to be killed")
+    finally:
+        if psutil.pid_exists(pid):
+            os.kill(pid, signal.SIGCONT)
+
+
 def test_poison_text_is_isolated_and_the_rest_succeed(make_pool, reference_encoder, monkeypatch):
     monkeypatch.setenv(POISON_ENV, "<<POISON>>")
     pool, _ = make_pool(workers=2, batch_size=8)

@@ -40,7 +40,7 @@ from semdexd.config import Config
 from semdexd.embed import protocol as p
 from semdexd.embed.jobs import Batch, Job
 from semdexd.embed.model import ModelInfo
-from semdexd.embed.procs import spawn_worker
+from semdexd.embed.procs import heartbeat_misses, heartbeat_ms, spawn_worker
 
 START_TIMEOUT_S = 120.0       # a worker must load the model and say ready within this
 STOP_GRACE_S = 5.0            # a stopped worker must exit within this, else SIGKILL
@@ -96,7 +96,7 @@ class Broker:
         self._retiring: list[tuple[subprocess.Popen[bytes], float]] = []
         self._queues: dict[bool, collections.deque[Batch]] = {True: collections.deque(), False: collections.deque()}
         self._idle: collections.deque[Slot] = collections.deque()
-        self._beat = cfg.pool.heartbeat_ms / 1000
+        self._beat = heartbeat_ms(cfg) / 1000
         self._last_ping = 0.0
         self.counters = collections.Counter[str]()
         self._snapshot: dict[str, Any] = {}
@@ -452,7 +452,7 @@ class Broker:
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
-        silence = self._beat * self.cfg.pool.heartbeat_misses
+        silence = self._beat * heartbeat_misses(self.cfg)
         for slot in list(self.slots):
             if slot.proc is not None and slot.proc.poll() is not None:
                 self._on_gone(slot, f"exit code {slot.proc.returncode}")
