@@ -22,7 +22,7 @@ from semdexd.protocol import REQUEST, RESPONSE, encode_json
 try:
     import msgpack
 except ImportError:  # the JSON framing works everywhere
-    msgpack = None  # type: ignore[assignment]
+    msgpack = None
 
 DEFAULT_TIMEOUT_S = 300.0
 CLOSED = "semdexd closed the connection without replying (too many clients, or it is shutting down)"
@@ -129,7 +129,7 @@ class Client:
 
     def _encode(self, msgid: int, method: str, params: dict[str, Any]) -> bytes:
         if self.framing == "msgpack":
-            return msgpack.packb([REQUEST, msgid, method, params], use_bin_type=True)
+            return bytes(msgpack.packb([REQUEST, msgid, method, params], use_bin_type=True))
         return encode_json({"id": msgid, "method": method, "params": params})
 
     def _read_reply(self, sock: socket.socket) -> tuple[Any, Any]:

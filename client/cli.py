@@ -11,14 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from client.api import Client, ClientError, DaemonNotRunning, RemoteError
-from client import render, status_view
 
 EXIT_OK, EXIT_NO_RESULTS, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_REMOTE, EXIT_TRANSPORT = 0, 1, 2, 3, 4, 5
 
@@ -110,6 +108,10 @@ def _client(args: argparse.Namespace) -> Client:
 
 
 def _print_hits(args: argparse.Namespace, hits: list[dict[str, Any]]) -> int:
+    import shutil
+
+    from client import render
+
     if args.json:
         print(render.as_json(hits))
     elif args.vimgrep:
@@ -170,8 +172,13 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from client import render, status_view
+
     with _client(args) as client:
-        fetch = lambda: client.call("status")  # noqa: E731
+        def fetch() -> dict[str, Any]:
+            status: dict[str, Any] = client.call("status")
+            return status
+
         if not (args.watch or args.wait):
             status = fetch()
             color = render.use_color(args.color, sys.stdout)
@@ -182,6 +189,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _follow(args: argparse.Namespace, fetch: Callable[[], dict[str, Any]]) -> int:
     """Refresh the status until Ctrl-C (--watch) or until idle (--wait)."""
+    from client import render, status_view
+
     tty = sys.stdout.isatty() and not args.json
     color = render.use_color(args.color, sys.stdout)
     screen = status_view.Screen(sys.stdout, tty)

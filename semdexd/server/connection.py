@@ -39,11 +39,12 @@ class Connection:
                 self._handle_all(items)
                 return
             if self._codec is None:
-                data = self._start(data)
-                if data is None:
+                rest = self._start(data)
+                if rest is None:
                     return
                 if self._codec is None:
                     continue
+                data = rest
             if not self._handle_all(self._codec.feed(data)):
                 return
 

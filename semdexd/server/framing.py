@@ -163,7 +163,7 @@ class MsgpackRpc:
                           "or notification [2, method, params]")
 
     def reply(self, msgid: Any, error: dict[str, str] | None, result: Any) -> bytes:
-        return msgpack.packb([RESPONSE, msgid, error, result], default=jsonable, use_bin_type=True)
+        return bytes(msgpack.packb([RESPONSE, msgid, error, result], default=jsonable, use_bin_type=True))
 
 
 def detect(data: bytes, max_bytes: int) -> tuple[Codec | None, bytes]:

@@ -107,10 +107,10 @@ def peer_uid(conn: socket.socket) -> int | None:
     if hasattr(socket, "SO_PEERCRED"):
         raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         _pid, uid, _gid = struct.unpack("3i", raw)
-        return uid
+        return int(uid)
     if sys.platform == "darwin" or "bsd" in sys.platform:
         # struct xucred { u_int cr_version; uid_t cr_uid; short cr_ngroups; gid_t cr_groups[16]; }
         raw = conn.getsockopt(0, _LOCAL_PEERCRED, 76)
         _version, uid = struct.unpack_from("=Ii", raw)
-        return uid
+        return int(uid)
     return None
