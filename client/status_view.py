@@ -77,21 +77,26 @@ def _files_line(s: dict[str, Any]) -> str:
     return f"files: {' · '.join(parts)}   chunks: {int(s.get('chunks') or 0):,}"
 
 
+def _pairs(title: str, values: dict[str, Any]) -> list[str]:
+    """``title: k=v, k=v`` for the scalar items of ``values``, wrapped at 100 columns."""
+    import textwrap
+
+    text = ", ".join(f"{k}={v}" for k, v in values.items() if not isinstance(v, (dict, list)))
+    return textwrap.wrap(f"{title}: {text}", 100, subsequent_indent="  ") if text else []
+
+
 def _workers(pool: Any) -> list[str]:
     if not isinstance(pool, dict):
         return []
     workers = pool.get("workers")
     if not isinstance(workers, list):
-        return [f"pool: {', '.join(f'{k}={v}' for k, v in pool.items() if not isinstance(v, (dict, list)))}"]
+        return _pairs("pool", pool)
     lines = [f"workers: {len(workers)}"]
     for w in workers:
         if isinstance(w, dict):
             bits = [f"{k}={w[k]}" for k in ("pid", "state", "rss_mb", "restarts", "texts") if k in w]
             lines.append("  " + " ".join(bits))
-    extra = {k: v for k, v in pool.items() if k != "workers" and not isinstance(v, (dict, list))}
-    if extra:
-        lines.append("  " + ", ".join(f"{k}={v}" for k, v in extra.items()))
-    return lines
+    return lines + _pairs("pool", {k: v for k, v in pool.items() if k != "workers"})
 
 
 def _stages(stages: Any) -> list[str]:
@@ -134,7 +139,9 @@ def render(status: dict[str, Any], *, color: bool, eta: float | None = None, pro
         lines.append(paint("paused: resume with `semdex resume`", YELLOW, color))
     if status.get("error"):
         lines.append(paint(f"error: {status['error']}", RED, color))
-    lines += _workers(status.get("pool")) + _stages(status.get("stages")) + _problems(status, problems)
+    cache = status.get("cache")
+    lines += _workers(status.get("pool")) + (_pairs("cache", cache) if isinstance(cache, dict) else [])
+    lines += _stages(status.get("stages")) + _problems(status, problems)
     return "\n".join(lines)
 
 
