@@ -109,6 +109,7 @@ class Client:
     def _connect(self) -> socket.socket:
         if self._sock is not None:
             return self._sock
+        self._check_owner()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
@@ -126,6 +127,17 @@ class Client:
         if self.framing == "msgpack":
             self._unpacker = msgpack.Unpacker(raw=False)
         return sock
+
+    def _check_owner(self) -> None:
+        """Refuse a socket another user created: our queries must not go to a stranger."""
+        try:
+            owner = os.stat(self.socket_path).st_uid
+        except FileNotFoundError:
+            return  # connect() reports it as "not running"
+        except OSError as exc:
+            raise TransportError(f"cannot access {self.socket_path}: {exc}") from None
+        if owner != os.getuid():
+            raise TransportError(f"{self.socket_path} belongs to uid {owner}, not to you ({os.getuid()}): refusing it")
 
     def _encode(self, msgid: int, method: str, params: dict[str, Any]) -> bytes:
         if self.framing == "msgpack":

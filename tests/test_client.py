@@ -314,6 +314,15 @@ def test_client_library_both_framings_one_connection(fake: Fake, framing: str) -
         assert client.call("v1.version")["model"] == "fake", "the connection survives errors"
 
 
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to chown")
+def test_client_refuses_a_socket_owned_by_another_user(fake: Fake) -> None:
+    os.chown(fake.socket, 65534, 65534)
+    with pytest.raises(TransportError, match="belongs to uid 65534"):
+        Client(fake.socket).call("version")
+    result = fake.semdex("version")
+    assert result.returncode == 5 and "refusing" in result.stderr
+
+
 def test_client_library_not_running_and_dropped(tmp_path: Path) -> None:
     with pytest.raises(DaemonNotRunning, match="semdexd start"):
         Client(tmp_path / "none.sock").call("version")

@@ -180,6 +180,33 @@ def test_stale_socket_is_replaced_live_one_and_regular_file_refused(tmp_path: Pa
         blocked.close()
 
 
+@pytest.mark.parametrize("mode, ok", [(0o777, False), (0o1777, True), (0o755, True)])
+def test_the_socket_dir_parent_must_be_safe_from_other_users(mode: int, ok: bool) -> None:
+    h = Harness()
+    try:
+        os.chmod(h.runtime, mode)
+        if ok:
+            h.server.start()
+            assert h.connect().json({"id": 1, "method": "version"})["error"] is None
+        else:
+            with pytest.raises(SocketInUse, match="another user"):
+                h.server.start()
+            assert not h.path.exists()
+    finally:
+        h.close()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to chown")
+def test_a_socket_dir_parent_owned_by_another_user_is_refused() -> None:
+    h = Harness()
+    try:
+        os.chown(h.runtime, 65534, 65534)
+        with pytest.raises(SocketInUse, match="owner uid 65534"):
+            h.server.start()
+    finally:
+        h.close()
+
+
 def test_close_removes_the_socket_and_ends_connections() -> None:
     h = Harness()
     h.server.start()

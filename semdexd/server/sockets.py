@@ -24,13 +24,21 @@ class SocketInUse(RuntimeError):
 
 
 def secure_dir(path: Path) -> None:
-    """Create ``path`` (0700) if missing; refuse a directory someone else owns or a symlink."""
+    """Create ``path`` (0700) if missing; refuse a directory someone else owns or a symlink.
+
+    Its parent must not let another user swap it out: owned by us or root, and not writable by
+    others unless sticky (like /tmp). This matters for the ``$TMPDIR/semdex-$UID`` fallback.
+    """
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
         raise SocketInUse(f"{path} is not a directory")
     if st.st_uid != os.getuid():
         raise SocketInUse(f"{path} is owned by uid {st.st_uid}, not by us ({os.getuid()})")
+    parent = os.stat(path.parent)
+    if parent.st_uid not in (os.getuid(), 0) or (parent.st_mode & 0o022 and not parent.st_mode & stat.S_ISVTX):
+        raise SocketInUse(f"{path.parent} could be changed by another user (owner uid {parent.st_uid}, "
+                          f"mode {stat.S_IMODE(parent.st_mode):o}); set XDG_RUNTIME_DIR to a private directory")
     if stat.S_IMODE(st.st_mode) != 0o700:
         os.chmod(path, 0o700)
 
