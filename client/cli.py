@@ -207,8 +207,11 @@ def _follow(args: argparse.Namespace, fetch: Callable[[], dict[str, Any]]) -> in
             else:
                 screen.show(status_view.render(status, color=color, eta=eta, problems=5),
                             status_view.summary_line(status, eta), final=bool(done))
+            if done and status.get("state") == "error":
+                print(f"semdex: semdexd reports an error: {status.get('error')}", file=sys.stderr)
+                return EXIT_REMOTE
             if done:
-                return EXIT_REMOTE if status.get("state") == "error" else EXIT_OK
+                return EXIT_OK
             if deadline is not None and time.monotonic() > deadline:
                 print(f"semdex: still {status.get('state')} after {args.wait_timeout:.0f} s", file=sys.stderr)
                 return EXIT_NO_RESULTS

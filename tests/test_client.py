@@ -372,5 +372,8 @@ def test_cli_against_the_real_daemon(live: DaemonProcess) -> None:
     obj = json.loads(status.stdout)
     assert {"state", "files_indexed", "files_failed", "files_queued", "chunks"} <= set(obj)
     assert status.returncode == (4 if obj["state"] == "error" else 0)
+    # its model does not exist: the Service ends in state "error", which --wait reports
+    waited = live.tool("semdex", "status", "--wait", "--wait-timeout", "120")
+    assert waited.returncode == 4 and "reports an error" in waited.stderr and "no-such-model" in waited.stderr
     wrong = live.tool("semdex", "--timeout", "60", "embed", "x")  # the model never loads here
     assert wrong.returncode == 4 and "semdexd refused the request" in wrong.stderr
