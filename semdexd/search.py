@@ -52,7 +52,7 @@ def fts_queries(query: str) -> list[str]:
     phrases = [_WORD.findall(q) for q in quoted] or [words]
     out = [" AND ".join('"' + " ".join(p) + '"' for p in phrases if p)]
     out.append(" OR ".join(f'"{w}"' for w in dict.fromkeys(words)))
-    return out
+    return list(dict.fromkeys(out))
 
 
 def rrf(lists: Sequence[Sequence[str]], k: int = RRF_K) -> dict[str, float]:

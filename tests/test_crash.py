@@ -80,7 +80,14 @@ def index_snapshot(inst: Instance) -> tuple[set[str], set[str], dict[str, str]]:
     cfg = inst.config()
     store = VectorStore(cfg, f"{cfg.store.collection}-{db.parent.name}")
     files = {p: manifest.file(p).hash for p in manifest.all_paths()}
-    out = (manifest.all_chunk_ids(), store.all_ids(), files)
+    chunk_ids = manifest.all_chunk_ids()
+    # the lexical index agrees with the chunks it indexes (raises if FTS and content differ) ...
+    with sqlite3.connect(db) as con:
+        con.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
+        with_word = {r[0] for r in con.execute("SELECT id FROM chunks WHERE text LIKE '%reliability%'")}
+    # ... and finds exactly the chunks that contain a word
+    assert {i for i, _ in manifest.lexical('"reliability"', 10_000)} == with_word
+    out = (chunk_ids, store.all_ids(), files)
     manifest.close()
     return out
 

@@ -1,0 +1,119 @@
+"""Hybrid search on a real index: identifiers and phrases, filters inside the store query, fusion."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from semdexd.search import SearchRequest, fts_queries, rrf
+from semdexd.service import Service
+from tests.support import Instance, wait_for
+
+NOTES = {
+    "net/errors.md": "When the server drops us we log \"connection reset by peer\" and reconnect "
+                     "with exponential backoff.",
+    "net/timeouts.md": "Network hiccups: the socket may close unexpectedly or time out; retry later.",
+    "net/client.py": "def parse_config(path):\n    \"\"\"Read the settings file.\"\"\"\n"
+                     "    return tomllib.loads(open(path).read())\n",
+    "net/settings.py": "def load_settings(path):\n    \"\"\"Read the configuration file and parse it.\"\"\"\n"
+                       "    return json.load(open(path))\n",
+    "cooking/bread.md": "Knead the dough, let it rise overnight, bake at 230 degrees until golden.",
+    "cooking/cake.md": "Whisk eggs and sugar, fold in flour, bake the sponge in a moderate oven.",
+    "travel/rome.md": "The Colosseum, the Forum and fresh pasta near Trastevere.",
+}
+for i in range(12):  # bread everywhere in "cooking": a folder filter must still fill the page
+    NOTES[f"cooking/more/bread{i}.md"] = f"Bread variation {i}: sourdough loaf, crust and crumb, baking bread at home."
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory, model_info):
+    tmp = tmp_path_factory.mktemp("search")
+    folder = tmp / "notes"
+    for rel, text in NOTES.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(text + "\n")
+    old = folder / "travel" / "rome.md"
+    os.utime(old, (time.time() - 86400 * 30, time.time() - 86400 * 30))
+    inst = Instance(tmp, [folder], pool={"workers": 2})
+    service = Service(inst.config())
+    service.start()
+    wait_for(lambda: service.error or service.state() == "idle", timeout=180, what="index")
+    assert service.error is None
+    service.folder = folder  # type: ignore[attr-defined]
+    yield service
+    service.stop()
+    inst.cleanup()
+
+
+def search(svc: Service, query: str, **kw) -> list[dict]:
+    return svc.searcher.search(SearchRequest(query=query, **kw))
+
+
+def rel(svc: Service, hit: dict) -> str:
+    return str(Path(hit["path"]).relative_to(svc.folder))
+
+
+def test_identifier_query_ranks_its_chunk_first(svc):
+    for mode in ("hybrid", "lexical"):
+        assert rel(svc, search(svc, "parse_config", mode=mode)[0]) == "net/client.py"
+
+
+def test_exact_phrase_ranks_its_chunk_first(svc):
+    for mode in ("hybrid", "lexical"):
+        assert rel(svc, search(svc, '"connection reset by peer"', mode=mode)[0]) == "net/errors.md"
+        assert rel(svc, search(svc, "connection reset by peer", mode=mode)[0]) == "net/errors.md"
+
+
+def test_meaning_without_shared_words(svc):
+    assert rel(svc, search(svc, "ancient Italian amphitheatre", mode="semantic")[0]) == "travel/rome.md"
+
+
+def test_folder_filter_is_applied_inside_the_store_query(svc):
+    # "bread" matches most strongly in cooking/more/; filtered to net/, a post-filter over the
+    # global top-k would come back (almost) empty: the filtered query must fill the page from net/.
+    hits = search(svc, "baking bread", mode="semantic", path=str(svc.folder / "net"), limit=4, per_file=1)
+    assert len(hits) == 4
+    assert all(rel(svc, h).startswith("net/") for h in hits)
+    hits = search(svc, "baking bread", mode="hybrid", path=str(svc.folder / "cooking"), limit=20)
+    assert hits and all(rel(svc, h).startswith("cooking/") for h in hits)
+
+
+def test_type_glob_and_since_filters(svc):
+    assert {rel(svc, h) for h in search(svc, "read the file", file_type="py", limit=20)} == {"net/client.py", "net/settings.py"}
+    assert all(rel(svc, h).startswith("travel/") for h in search(svc, "pasta", glob="travel/*.md"))
+    recent = search(svc, "Colosseum Rome pasta", since=time.time() - 86400, limit=50)
+    assert "travel/rome.md" not in {rel(svc, h) for h in recent}
+
+
+def test_hybrid_keeps_a_result_both_modes_rank_first(svc):
+    queries = ["parse_config", "knead the dough", "Colosseum", "whisk eggs and sugar", "exponential backoff",
+               "sourdough loaf crust", "socket time out retry"]
+    checked = 0
+    for q in queries:
+        sem = search(svc, q, mode="semantic", limit=5)
+        lex = search(svc, q, mode="lexical", limit=5)
+        if sem and lex and sem[0]["path"] == lex[0]["path"]:
+            checked += 1
+            assert search(svc, q, mode="hybrid", limit=5)[0]["path"] == sem[0]["path"], q
+    assert checked >= 3
+
+
+def test_hits_are_grouped_and_merged(svc):
+    hits = search(svc, "bread", limit=50, per_file=1)
+    paths = [h["path"] for h in hits]
+    assert len(paths) == len(set(paths))
+
+
+def test_fts_query_building():
+    assert fts_queries("parse_config") == ['"parse_config"']  # FTS5 splits it into a phrase
+    assert fts_queries("reset by peer") == ['"reset by peer"', '"reset" OR "by" OR "peer"']
+    assert fts_queries('"reset by peer" now')[0] == '"reset by peer"'
+    assert fts_queries("!!!") == []
+
+
+def test_rrf_prefers_agreement():
+    fused = rrf([["a", "b", "c"], ["b", "a", "d"]])
+    assert max(fused, key=fused.get) in ("a", "b") and fused["a"] == fused["b"] > fused["c"]
