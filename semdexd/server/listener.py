@@ -57,7 +57,7 @@ class Server:
         self._send_timeout = send_timeout_s
         self._listener: socket.socket | None = None
         self._inode = 0
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake: tuple[socket.socket, socket.socket] | None = None  # (read, write) ends
         self._stopping = threading.Event()
         self._accept_thread: threading.Thread | None = None
         self._conns: dict[threading.Thread, socket.socket] = {}
@@ -70,6 +70,7 @@ class Server:
         """Bind the socket (0600 in a 0700 dir) and start accepting. Raises SocketInUse/OSError."""
         self._listener, self._inode = bind_private(self.path)
         self._listener.setblocking(False)
+        self._wake = socket.socketpair()
         self._accept_thread = threading.Thread(target=self._accept_loop, name="semdexd-accept", daemon=True)
         self._accept_thread.start()
         self._log.info("listening", socket=str(self.path), max_connections=self._max_connections)
@@ -79,7 +80,8 @@ class Server:
         if self._stopping.is_set():
             return
         self._stopping.set()
-        self._wake_w.send(b"x")
+        if self._wake is not None:
+            self._wake[1].send(b"x")
         if self._accept_thread is not None:
             self._accept_thread.join()
         if self._listener is not None:
@@ -99,8 +101,9 @@ class Server:
         deadline = time.monotonic() + timeout_s
         for thread, _conn in conns:
             thread.join(max(0.0, deadline - time.monotonic()))
-        self._wake_r.close()
-        self._wake_w.close()
+        for end in self._wake or ():
+            end.close()
+        self._wake = None
         self._log.info("server_closed", connections_ended=len(conns))
 
     def __enter__(self) -> "Server":
@@ -118,13 +121,14 @@ class Server:
     # ------------------------------------------------------------ accepting
 
     def _accept_loop(self) -> None:
-        assert self._listener is not None
+        assert self._listener is not None and self._wake is not None
+        wake = self._wake[0]
         with selectors.DefaultSelector() as sel:
             sel.register(self._listener, selectors.EVENT_READ)
-            sel.register(self._wake_r, selectors.EVENT_READ)
+            sel.register(wake, selectors.EVENT_READ)
             while not self._stopping.is_set():
                 for key, _ in sel.select():
-                    if key.fileobj is self._wake_r:
+                    if key.fileobj is wake:
                         return
                     self._accept_one()
 
