@@ -36,7 +36,6 @@ ERROR_CODES: tuple[str, ...] = (
     "internal",         # a bug in the daemon; logged with a traceback, the daemon keeps serving
 )
 
-JSON_FIRST_BYTES = frozenset(b"{")
 WHITESPACE = frozenset(b" \t\r\n")
 
 
