@@ -150,10 +150,11 @@ class Searcher:
         for path in order:
             for group in _merge_adjacent(per_file[path]):
                 best = max(group, key=lambda r: scores.get(r.id, 0.0))
+                text, offset = snippet(best, words)
                 hit = {"path": path, "start_line": min(r.start_line for r in group),
                        "end_line": max(r.end_line for r in group),
                        "score": round(max(scores.get(r.id, 0.0) for r in group), 6),
-                       "snippet": snippet(best, words)}
+                       "snippet": text, "snippet_line": best.start_line + offset}
                 if best.id in similarity:
                     hit["similarity"] = round(similarity[best.id], 4)
                 hits.append(hit)
@@ -172,8 +173,9 @@ def _merge_adjacent(rows: list[ChunkRow]) -> list[list[ChunkRow]]:
     return groups
 
 
-def snippet(row: ChunkRow, words: set[str]) -> str:
-    """A few lines of ``row`` centred on the line sharing most words with the query."""
+def snippet(row: ChunkRow, words: set[str]) -> tuple[str, int]:
+    """A few lines of ``row`` centred on the line sharing most words with the query, and the
+    offset of its first line within the chunk."""
     lines = row.text.split("\n")
     if not words:
         best = next((i for i, l in enumerate(lines) if l.strip()), 0)
@@ -181,7 +183,9 @@ def snippet(row: ChunkRow, words: set[str]) -> str:
         overlap = [len(words & {w.lower() for w in _WORD.findall(l)}) for l in lines]
         best = max(range(len(lines)), key=lambda i: (overlap[i], -i))
     start = max(0, best - SNIPPET_LINES // 2)
-    return "\n".join(lines[start:start + SNIPPET_LINES]).strip()
+    while start < best and not lines[start].strip():
+        start += 1
+    return "\n".join(lines[start:start + SNIPPET_LINES]).rstrip(), start
 
 
 def _chroma_where(where: Filter) -> dict[str, Any] | None:

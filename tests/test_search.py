@@ -117,3 +117,10 @@ def test_fts_query_building():
 def test_rrf_prefers_agreement():
     fused = rrf([["a", "b", "c"], ["b", "a", "d"]])
     assert max(fused, key=fused.get) in ("a", "b") and fused["a"] == fused["b"] > fused["c"]
+
+
+def test_snippet_line_points_at_the_snippet(svc):
+    for hit in search(svc, "exponential backoff reconnect", limit=5) + search(svc, "parse_config", limit=3):
+        lines = Path(hit["path"]).read_text().split("\n")
+        assert hit["start_line"] <= hit["snippet_line"] <= hit["end_line"]
+        assert lines[hit["snippet_line"] - 1].rstrip() == hit["snippet"].split("\n")[0]
