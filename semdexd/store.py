@@ -35,15 +35,7 @@ def chunk_metadata(path: str, file_type: str) -> dict[str, Any]:
 class VectorStore:
     def __init__(self, cfg: Config, name: str) -> None:
         """Open (or create) collection ``name``; ``name`` encodes the model and chunker versions."""
-        import chromadb
-        from chromadb.config import Settings
-
-        settings = Settings(anonymized_telemetry=False, allow_reset=False)
-        if cfg.store.backend == "http":
-            self._client = chromadb.HttpClient(host=cfg.store.host, port=cfg.store.port, settings=settings)
-        else:
-            cfg.paths.chroma_dir.mkdir(parents=True, exist_ok=True)
-            self._client = chromadb.PersistentClient(path=str(cfg.paths.chroma_dir), settings=settings)
+        self._client = self._open_client(cfg)
         self.name = name
         self._col = self._client.get_or_create_collection(
             name,
@@ -51,7 +43,33 @@ class VectorStore:
             configuration={"hnsw": {"space": "cosine", "ef_search": cfg.store.hnsw_ef_search,
                                     "max_neighbors": cfg.store.hnsw_m}},
         )
+        self._apply_ef_search(cfg, name)
         self._max_batch = min(self._client.get_max_batch_size(), 4096)
+
+    def _apply_ef_search(self, cfg: Config, name: str) -> None:
+        """A changed ``hnsw_ef_search`` is written to the collection and, since Chroma applies it
+        only to a freshly loaded index, the client is reopened (measured: no effect otherwise)."""
+        current = (self._col.configuration or {}).get("hnsw") or {}
+        if current.get("ef_search", cfg.store.hnsw_ef_search) == cfg.store.hnsw_ef_search:
+            return
+        self._col.modify(configuration={"hnsw": {"ef_search": cfg.store.hnsw_ef_search}})
+        if cfg.store.backend != "http":
+            from chromadb.api.client import SharedSystemClient
+
+            SharedSystemClient.clear_system_cache()
+            self._client = self._open_client(cfg)
+        self._col = self._client.get_collection(name, embedding_function=None)
+
+    @staticmethod
+    def _open_client(cfg: Config) -> Any:
+        import chromadb
+        from chromadb.config import Settings
+
+        settings = Settings(anonymized_telemetry=False, allow_reset=False)
+        if cfg.store.backend == "http":
+            return chromadb.HttpClient(host=cfg.store.host, port=cfg.store.port, settings=settings)
+        cfg.paths.chroma_dir.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(cfg.paths.chroma_dir), settings=settings)
 
     def collections(self) -> list[str]:
         return [c.name for c in self._client.list_collections()]

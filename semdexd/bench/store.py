@@ -29,7 +29,7 @@ import numpy as np
 from semdexd.config import Config
 
 FOLDERS = 100       # synthetic folder tree: chunk i lives in folder i % FOLDERS
-EF_VALUES = (100, 200, 400)
+EF_VALUES = (100, 200, 400, 800)
 
 
 def real_vectors(cfg: Config, count: int) -> np.ndarray:
@@ -84,6 +84,7 @@ def measure_size(vectors: np.ndarray, queries: np.ndarray, work: Path) -> dict[s
     out: dict[str, Any] = {"size": len(vectors), "add_per_s": round(len(vectors) / add_s, 1), "ef": {}}
     for ef in EF_VALUES:
         col.modify(configuration={"hnsw": {"ef_search": ef}})
+        client = _reopen(work)  # Chroma applies ef_search only to a freshly loaded index
         col = client.get_collection("bench", embedding_function=None)
         recall, lat = [], []
         for qi, q in enumerate(queries):
@@ -96,6 +97,15 @@ def measure_size(vectors: np.ndarray, queries: np.ndarray, work: Path) -> dict[s
                          "p50_ms": _pct(lat, 0.5), "p95_ms": _pct(lat, 0.95)}
     out["filter"] = measure_filters(col, vectors, queries)
     return out
+
+
+def _reopen(work: Path) -> Any:
+    import chromadb
+    from chromadb.api.client import SharedSystemClient
+    from chromadb.config import Settings
+
+    SharedSystemClient.clear_system_cache()
+    return chromadb.PersistentClient(path=str(work), settings=Settings(anonymized_telemetry=False))
 
 
 def measure_filters(col: Any, vectors: np.ndarray, queries: np.ndarray) -> dict[str, Any]:
