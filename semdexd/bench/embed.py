@@ -4,8 +4,10 @@ Corpus: real text, the ``.py`` files of this interpreter's standard library cut 
 pieces at blank lines (a splitter of its own, so the figures do not move when the chunker does).
 For each configuration tried (workers x threads, batch size, length-sorted or not, compute type)
 it embeds the whole corpus on a fresh pool (cache off) ``runs`` times and reports the medians:
-chunks/s, tokens/s, tokens/s per core, padding (tokens computed / real tokens), peak RSS per
-worker, and the model's achieved GFLOP/s next to a plain numpy float32 matmul measured in the same
+chunks/s, tokens/s, tokens/s per core (wall: divided by the cores the shape may use), tokens per
+worker CPU-second (less sensitive to other load on a shared machine), padding (tokens computed /
+real tokens), peak RSS per worker, the CPU the daemon side spends per chunk (tokenizing for the
+sort, broker), and the model's achieved GFLOP/s (per wall second and per worker CPU-second) next to a plain numpy float32 matmul measured in the same
 run (1 thread and all threads). Then query latency p50/p95, idle and while a bulk job runs, and
 worker start time (spawn -> model loaded -> ready).
 
@@ -139,6 +141,18 @@ class PeakRss:
                 self.peaks[child.pid] = max(self.peaks.get(child.pid, 0.0), rss)
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by the processes ``pids`` (children excluded)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def _bench_cfg(cfg: Config, shape: Shape, runtime: Path) -> Config:
     pool = replace(cfg.pool, workers=shape.workers, threads_per_worker=shape.threads, batch_size=shape.batch,
                    cache_mb=0, max_texts_per_worker=10**9)
@@ -179,15 +193,18 @@ def measure(cfg: Config, shape: Shape, texts: list[str], tokens: list[int], runs
     info = prepare_model(bench_cfg)
     useful_flops = sum(n * info.flops_per_token(n) for n in tokens)
     pool, start_s = _start_pool(bench_cfg, info)
-    walls, paddings = [], []
+    walls, paddings, worker_cpu, daemon_cpu = [], [], [], []
     try:
         pool.embed(texts[: shape.batch * shape.workers])  # warm-up outside the timing
         with PeakRss() as rss:
             for _ in range(runs):
                 before = pool.stats()
-                t0 = time.perf_counter()
+                pids = [w["pid"] for w in before["workers"]]
+                cpu0, own0, t0 = _cpu_seconds(pids), time.process_time(), time.perf_counter()
                 _embed_all(pool, texts, shape)
                 walls.append(time.perf_counter() - t0)
+                worker_cpu.append(_cpu_seconds(pids) - cpu0)
+                daemon_cpu.append(time.process_time() - own0)
                 after = pool.stats()
                 real = after["tokens"] - before["tokens"]
                 padded = after["padded_tokens"] - before["padded_tokens"]
@@ -195,7 +212,7 @@ def measure(cfg: Config, shape: Shape, texts: list[str], tokens: list[int], runs
     finally:
         pool.close()
         shutil.rmtree(runtime, ignore_errors=True)
-    wall = statistics.median(walls)
+    wall, cpu = statistics.median(walls), statistics.median(worker_cpu)
     cores = min(shape.workers * shape.threads, os.cpu_count() or 1)
     return {
         "config": shape.label, "workers": shape.workers, "threads": shape.threads, "batch": shape.batch,
@@ -203,6 +220,10 @@ def measure(cfg: Config, shape: Shape, texts: list[str], tokens: list[int], runs
         "chunks_per_s": round(len(texts) / wall, 2), "tokens_per_s": round(sum(tokens) / wall, 1),
         "tokens_per_s_per_core": round(sum(tokens) / wall / cores, 1),
         "padding_ratio": round(statistics.median(paddings), 3),
+        "worker_cpu_s_per_chunk": round(cpu / len(texts), 4),
+        "tokens_per_worker_cpu_s": round(sum(tokens) / cpu, 1) if cpu else None,
+        "model_gflops_per_worker_cpu_s": round(useful_flops / cpu / 1e9, 2) if cpu else None,
+        "daemon_cpu_s_per_chunk": round(statistics.median(daemon_cpu) / len(texts), 5),
         "model_gflops": round(useful_flops / wall / 1e9, 2),
         "model_gflops_per_core": round(useful_flops / wall / 1e9 / cores, 2),
         "peak_rss_mb_per_worker": round(max(rss.peaks.values(), default=0.0), 1),
@@ -294,8 +315,9 @@ def run(cfg: Config, quick: bool, chunks: int, runs: int, progress: Any = None) 
 
 def _print_row(r: dict[str, Any]) -> None:
     print(f"{r['config']:<28} {r['chunks_per_s']:>8.2f} {r['tokens_per_s']:>9.0f} {r['tokens_per_s_per_core']:>9.0f} "
-          f"{r['padding_ratio']:>7.3f} {r['peak_rss_mb_per_worker']:>8.0f} {r['model_gflops']:>7.2f} "
-          f"{r['worker_start_s']:>6.2f}", flush=True)
+          f"{r['tokens_per_worker_cpu_s'] or 0:>9.0f} {r['padding_ratio']:>7.3f} {r['peak_rss_mb_per_worker']:>7.0f} "
+          f"{r['model_gflops']:>7.1f} {r['model_gflops_per_worker_cpu_s'] or 0:>8.1f} {r['worker_start_s']:>6.2f}",
+          flush=True)
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -323,8 +345,8 @@ def main(argv: list[str], cfg: Config) -> int:
     os.environ.setdefault("SEMDEX_WORKER_LOG_LEVEL", "warning")
     chunks = args.chunks or (64 if args.quick else 128)
     if not args.json:
-        print(f"{'config':<28} {'chunks/s':>8} {'tokens/s':>9} {'tok/s/cpu':>9} {'padding':>7} {'rss_mb':>8} "
-              f"{'GFLOP/s':>7} {'start':>6}", flush=True)
+        print(f"{'config':<28} {'chunks/s':>8} {'tokens/s':>9} {'tok/s/core':>9} {'tok/cpu-s':>9} {'padding':>7} "
+              f"{'rss_mb':>7} {'GFLOP/s':>7} {'GF/cpu-s':>8} {'start':>6}", flush=True)
     report = run(cfg, args.quick, chunks, max(1, args.runs), progress=None if args.json else _print_row)
     if args.json:
         print(json.dumps(report, indent=1))
