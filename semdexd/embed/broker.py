@@ -300,6 +300,12 @@ class Broker:
             self._after_batch(slot)
 
     def _on_error(self, slot: Slot, message: dict[str, Any]) -> None:
+        if message.get("busy"):
+            # The worker is still on an earlier batch (its answer will come): not this batch's fault.
+            if slot.batch is not None and slot.batch.id == message.get("id"):
+                self._requeue(slot.batch)
+                slot.batch = None
+            return
         batch = self._take_batch(slot, message)
         if batch is not None:
             self._on_batch_error(batch, str(message.get("msg") or "unknown error"))
@@ -335,6 +341,9 @@ class Broker:
                 continue
             queue = self._queues[True] if self._queues[True] else self._queues[False]
             batch = queue.popleft()
+            if batch.job.cancelled:
+                self._idle.appendleft(slot)
+                continue
             if not self._send(slot, p.pack(p.BATCH, id=batch.id, texts=batch.texts)):
                 queue.appendleft(batch)
                 slot.state = "gone"  # unreachable: the process check or the heartbeat will replace it

@@ -3,7 +3,8 @@
 Worker -> broker:
   ``ready``  {pid, model_id, rss}           model loaded, idle (sent once after start)
   ``result`` {id, vec, n, dim, tokens, padded, rss, texts}   batch done; the worker is idle again
-  ``error``  {id, msg, rss, texts}          the batch raised (the worker is alive and idle again)
+  ``error``  {id, msg, rss, texts[, busy]}  the batch raised (the worker is alive and idle again);
+                                            with ``busy``: refused, still working on an earlier batch
   ``hb``     {rss, busy, seen, texts}       heartbeat, every heartbeat interval; ``seen`` = id of the
                                             last batch received (its result, if any, was sent before)
   ``bye``    {reason}                       leaving (stop, broker gone, parent gone)

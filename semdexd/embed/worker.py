@@ -154,11 +154,14 @@ class Worker:
 
     def _start_batch(self, message: dict[str, Any], sock: zmq.Socket, encoder: Encoder, pool: ThreadPoolExecutor) -> None:
         batch_id, texts = message.get("id"), message.get("texts")
-        self.last_batch = batch_id
-        if self.current is not None or not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-            reason = "worker busy" if self.current is not None else "malformed batch"
-            _send(sock, p.pack(p.ERROR, id=batch_id, msg=reason, rss=_rss_mb(self.proc), texts=self.texts))
+        if self.current is not None:
+            _send(sock, p.pack(p.ERROR, id=batch_id, msg="worker busy", busy=True, rss=_rss_mb(self.proc),
+                               texts=self.texts))
             return
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            _send(sock, p.pack(p.ERROR, id=batch_id, msg="malformed batch", rss=_rss_mb(self.proc), texts=self.texts))
+            return
+        self.last_batch = batch_id
         if self.poison and any(self.poison in t for t in texts):
             os._exit(p.POISON_EXIT)
         future = pool.submit(encoder.encode, texts)
