@@ -97,6 +97,8 @@ class Service:
         from semdexd.watch import Watcher
 
         self.info = prepare_model(self.cfg)
+        if self._stopping.is_set():
+            raise RuntimeError("stopped while starting")
         key = self.index_key()
         self.manifest = Manifest(self.cfg.paths.data_dir / "index" / key / "manifest.sqlite3")
         self.store = VectorStore(self.cfg, f"{self.cfg.store.collection}-{key}")

@@ -159,3 +159,19 @@ def test_search_finds_identifier_and_meaning(service, notes):
     assert hits[0]["path"] == str(notes / "b.txt")
     hits = service.search({"query": "fox", "path": str(notes / "sub")})["hits"]
     assert all(h["path"].startswith(str(notes / "sub")) for h in hits)
+
+
+def test_reload_adds_and_purges_folders(service, notes, tmp_path):
+    from dataclasses import replace
+
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "e.md").write_text("An extra folder added by a config reload.\n")
+    base = service.cfg
+    service.reload(replace(base, index=replace(base.index, folders=base.index.folders + (extra,))))
+    wait_for(lambda: service.manifest.file(str(extra / "e.md")) is not None and service.state() == "idle",
+             timeout=60, what="added folder indexed")
+    service.reload(base)
+    wait_for(lambda: service.manifest.file(str(extra / "e.md")) is None and service.state() == "idle",
+             timeout=60, what="removed folder purged")
+    settle(service, notes)
