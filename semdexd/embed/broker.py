@@ -86,8 +86,7 @@ class Broker:
         self.log = structlog.get_logger()
         self._lock = threading.Lock()
         self._inbox: list[tuple[str, Any]] = []
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_w, False)
+        self._wake_r = self._wake_w = -1   # the wake-up pipe, made by start()
         self._thread: threading.Thread | None = None
         self._closing = False
         self._generation = 0
@@ -125,6 +124,8 @@ class Broker:
                 self._ctx.term()
                 raise
             self.log.info("embed_remote_endpoint", endpoint=self.cfg.pool.remote_endpoint)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
         self._publish()
         self._thread = threading.Thread(target=self._run, name="embed-broker", daemon=True)
         self._thread.start()
@@ -162,10 +163,13 @@ class Broker:
         self._wake()
 
     def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except (BlockingIOError, OSError):
-            pass  # already awake (pipe full) or closed
+        with self._lock:
+            if self._wake_w < 0:
+                return  # shut down
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:
+                pass  # pipe full: already awake
 
     # ------------------------------------------------------------ the thread
 
@@ -507,6 +511,7 @@ class Broker:
             self._snapshot = snapshot
 
     def _shutdown(self) -> None:
+        """Fail everything pending, stop the workers, release sockets, pipe and ipc file."""
         with self._lock:
             self._closing = True
             inbox, self._inbox = self._inbox, []
@@ -514,6 +519,13 @@ class Broker:
             if kind == "submit":
                 self._queues[False].extend(value)
         self._fail_queued("failed: pool closed")
+        self._stop_workers()
+        self._publish()
+        self._release()
+        self.log.info("embed_pool_closed", **{k: self.counters[k] for k in ("texts", "restarts", "failed")})
+
+    def _stop_workers(self) -> None:
+        """``stop`` to every worker (SIGTERM if still loading); SIGKILL after the grace period."""
         for slot in self.slots:
             if slot.batch is not None:
                 slot.batch.job.fail(slot.batch.positions, "failed: pool closed")
@@ -531,9 +543,11 @@ class Broker:
         for proc, _ in self._retiring:
             proc.kill()
             proc.wait()
+        self._retiring = []
         for slot in self.slots:
             slot.state, slot.proc = "empty", None
-        self._publish()
+
+    def _release(self) -> None:
         for sock in (self._router, self._remote):
             if sock is not None:
                 sock.close(linger=0)
@@ -541,8 +555,9 @@ class Broker:
             self._auth.stop()
         if self._ctx is not None:
             self._ctx.term()
-        for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
+        with self._lock:  # _wake must never write into a recycled descriptor number
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
         if self.endpoint.startswith("ipc://"):
             Path(self.endpoint[len("ipc://"):]).unlink(missing_ok=True)
-        self.log.info("embed_pool_closed", **{k: self.counters[k] for k in ("texts", "restarts", "failed")})
