@@ -90,7 +90,9 @@ def stdlib_chunks(count_tokens: Any, limit: int, max_tokens: int, target: int = 
 def _split_file(text: str, count_tokens: Any, target: int, max_tokens: int) -> list[str]:
     blocks = [b.strip("\n") for b in text.split("\n\n") if b.strip()]
     sizes = count_tokens(blocks) if blocks else []
-    chunks, current, size = [], [], 0
+    chunks: list[str] = []
+    current: list[str] = []
+    size = 0
     for block, n in zip(blocks, sizes):
         if n > max_tokens:
             continue  # an oversized block would be truncated: leave it out of the corpus
@@ -249,7 +251,7 @@ def query_latency(cfg: Config, shape: Shape, texts: list[str], queries: int) -> 
         idle = [ask(i) for i in range(queries)]
         bulk = threading.Thread(target=pool.embed, args=(texts,))
         bulk.start()
-        busy = []
+        busy: list[float] = []
         while bulk.is_alive() and len(busy) < queries:
             busy.append(ask(queries + len(busy)))
             time.sleep(0.05)  # space the queries out over the bulk job

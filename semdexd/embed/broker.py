@@ -291,7 +291,7 @@ class Broker:
         batch = self._take_batch(slot, message)
         if batch is not None:
             try:
-                vectors = p.vectors_from_bytes(message.get("vec"), batch.size, self.info.dim)
+                vectors = p.vectors_from_bytes(message.get("vec", b""), batch.size, self.info.dim)
             except p.ProtocolError as exc:
                 self._on_batch_error(batch, f"bad result: {exc}")
             else:

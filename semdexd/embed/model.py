@@ -63,7 +63,8 @@ class ModelInfo:
     def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
         """Inverse of `to_dict`."""
         paths = {"ct2_dir", "tokenizer_file", "source_dir"}
-        return cls(**{k: Path(v) if k in paths and v is not None else v for k, v in data.items()})
+        values: dict[str, Any] = {k: Path(v) if k in paths and v is not None else v for k, v in data.items()}
+        return cls(**values)
 
     def flops_per_token(self, seq_len: int) -> float:
         """Approximate FLOPs the encoder spends per real token in a sequence of ``seq_len``:

@@ -124,7 +124,7 @@ class EmbedPool:
         for key, value in [*found.items(), *zip(misses, computed)]:
             for n, i in enumerate(wanted[key]):
                 results[i] = value.copy() if n and isinstance(value, np.ndarray) else value
-        return results  # type: ignore[return-value]  (every position is filled)
+        return [r if r is not None else EmbedFailure("failed: internal error") for r in results]
 
     def _lengths(self, texts: list[str]) -> list[int]:
         cap = self.info.max_tokens * CHARS_PER_TOKEN_CAP

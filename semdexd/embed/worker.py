@@ -79,7 +79,7 @@ class Worker:
         self.proc = psutil.Process()
         self.texts = 0
         self.poison = os.environ.get(p.POISON_ENV, "")
-        self.current: tuple[int, Future[Encoded]] | None = None
+        self.current: tuple[Any, Future[Encoded]] | None = None
         self.last_batch: Any = None     # id of the last batch received (lets the broker spot a lost result)
         self.wake_r, self.wake_w = os.pipe()
 
