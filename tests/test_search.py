@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from semdexd.search import SearchRequest, fts_queries, rrf
+from semdexd.search import SearchRequest, fts_queries, phrase_query, rrf
 from semdexd.service import Service
 from tests.support import Instance, wait_for
 
@@ -108,15 +108,25 @@ def test_hits_are_grouped_and_merged(svc):
 
 
 def test_fts_query_building():
-    assert fts_queries("parse_config") == ['"parse_config"']  # FTS5 splits it into a phrase
+    assert fts_queries("parse_config") == ['"parse_config"']  # FTS5 reads it as a phrase
     assert fts_queries("reset by peer") == ['"reset by peer"', '"reset" OR "by" OR "peer"']
     assert fts_queries('"reset by peer" now')[0] == '"reset by peer"'
+    assert fts_queries("bread") == ['"bread"']  # a plain word is not an exact-match request
+    assert phrase_query("bread") is None and phrase_query("getUser") == '"getUser"'
     assert fts_queries("!!!") == []
 
 
-def test_rrf_prefers_agreement():
+def test_rrf_prefers_agreement_and_honours_weights():
     fused = rrf([["a", "b", "c"], ["b", "a", "d"]])
     assert max(fused, key=fused.get) in ("a", "b") and fused["a"] == fused["b"] > fused["c"]
+    weighted = rrf([["a"], ["b"]], [1.0, 0.5])
+    assert weighted["a"] == 2 * weighted["b"]
+
+
+def test_exact_match_beats_a_different_semantic_top1():
+    # even when the phrase chunk is absent from the vector list, it leads the fusion
+    fused = rrf([["s1", "s2"], ["p"], ["s1", "p"]], [1.0, 2.0, 0.5])
+    assert max(fused, key=fused.get) == "p"
 
 
 def test_snippet_line_points_at_the_snippet(svc):
