@@ -116,7 +116,7 @@ def test_atomic_save_and_burst_of_saves(service, notes):
 
 def test_one_line_edit_reembeds_at_most_two_chunks(service, notes):
     big = notes / "big.md"
-    big.write_text(paragraphs(140, "big"))
+    big.write_text(paragraphs(180, "big"))
     settle(service, notes, "big file indexed")
     n_chunks = len(service.manifest.chunks_of(str(big)))
     assert n_chunks >= 50
