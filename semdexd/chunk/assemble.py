@@ -1,0 +1,142 @@
+"""Unit ranges -> `Chunk` values: exact text slices, line numbers, UTF-8 byte offsets, overlap,
+and a final batched token check that splits anything the model would truncate."""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from typing import Sequence
+
+from semdexd.chunk.units import CountTokens, Unit
+
+_MAX_ROUNDS = 32
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a file's extracted text, embedded on its own.
+
+    ``text`` is exactly the extracted text between ``start_byte`` and ``end_byte`` (UTF-8 offsets),
+    which lie on lines ``start_line`` .. ``end_line`` (1-based, inclusive). ``hash`` is the hex
+    sha256 of ``text``: equal text, equal hash, so unchanged chunks are not embedded again.
+    """
+
+    text: str
+    start_line: int
+    end_line: int
+    start_byte: int
+    end_byte: int
+    hash: str
+
+
+@dataclass(frozen=True)
+class Span:
+    """``text[start:end]``; ``core`` is where its own (non-overlap) text begins."""
+
+    start: int
+    end: int
+    core: int
+
+
+class TextIndex:
+    """Maps character offsets of one text to 1-based line numbers and UTF-8 byte offsets."""
+
+    def __init__(self, text: str, line_starts: list[int]) -> None:
+        self.text = text
+        self.line_starts = line_starts
+        self._ascii = text.isascii()
+        self._line_bytes: list[int] = []
+        if not self._ascii:
+            total = 0
+            for index, start in enumerate(line_starts):
+                self._line_bytes.append(total)
+                end = line_starts[index + 1] if index + 1 < len(line_starts) else len(text)
+                total += len(text[start:end].encode("utf-8", "surrogatepass"))
+
+    def line(self, offset: int) -> int:
+        return bisect_right(self.line_starts, offset)
+
+    def byte(self, offset: int) -> int:
+        if self._ascii:
+            return offset
+        index = bisect_right(self.line_starts, offset) - 1
+        start = self.line_starts[index]
+        return self._line_bytes[index] + len(self.text[start:offset].encode("utf-8", "surrogatepass"))
+
+    def chunk(self, span: Span) -> Chunk:
+        text = self.text[span.start:span.end]
+        return Chunk(text, self.line(span.start), self.line(span.end - 1), self.byte(span.start),
+                     self.byte(span.end), hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest())
+
+
+def spans(text: str, units: Sequence[Unit], ranges: Sequence[tuple[int, int]], *,
+          overlap_tokens: int, clean_break: int) -> list[Span]:
+    """One span per unit range; a range that starts at a weak cut (below ``clean_break``) also
+    takes up to ``overlap_tokens`` tokens of whole units (or trailing words) before it."""
+    out: list[Span] = []
+    for a, b in ranges:
+        start = units[a].start
+        if out and overlap_tokens > 0 and units[a].strength < clean_break:
+            start = _overlap_start(text, units, a, out[-1].core, overlap_tokens)
+        out.append(Span(start, units[b - 1].end, units[a].start))
+    return out
+
+
+def _overlap_start(text: str, units: Sequence[Unit], a: int, floor: int, budget: int) -> int:
+    """Where the overlap before unit ``a`` begins: never before ``floor`` (the previous core)."""
+    start = units[a].start
+    i = a - 1
+    while i >= 0 and units[i].start >= floor and units[i].tokens <= budget:
+        budget -= units[i].tokens
+        start = units[i].start
+        i -= 1
+    if i >= 0 and units[i].start >= floor and budget > 0 and start == units[a].start:
+        start = _word_suffix(text, units[i], budget, start)
+    return start
+
+
+def _word_suffix(text: str, unit: Unit, budget: int, default: int) -> int:
+    """Start of the last words of ``unit`` worth about ``budget`` tokens (by its token density),
+    or ``default`` when the unit has no word boundary there."""
+    per_char = unit.tokens / max(1, unit.end - unit.start)
+    want = int(budget / max(per_char, 1e-9))
+    space = text.find(" ", max(unit.start, unit.end - want), unit.end)
+    return space + 1 if 0 <= space < unit.end - 1 else default
+
+
+def verify(index: TextIndex, items: list[Span], unit_starts: list[int],
+           count_tokens: CountTokens, max_tokens: int) -> list[Span]:
+    """Count every span in one call; drop the overlap of, then halve, any above ``max_tokens``."""
+    for _ in range(_MAX_ROUNDS):
+        counts = count_tokens([index.text[s.start:s.end] for s in items])
+        if all(n <= max_tokens for n in counts):
+            return items
+        fixed: list[Span] = []
+        for span, n in zip(items, counts):
+            fixed.extend(_shrink(index.text, span, unit_starts) if n > max_tokens else [span])
+        items = fixed
+    return items
+
+
+def _shrink(text: str, span: Span, unit_starts: list[int]) -> list[Span]:
+    if span.start < span.core:
+        return [Span(span.core, span.end, span.core)]
+    middle = _split_point(text, span, unit_starts)
+    left_end = span.start + len(text[span.start:middle].rstrip())
+    right_start = middle + (len(text[middle:span.end]) - len(text[middle:span.end].lstrip()))
+    if left_end <= span.start or right_start >= span.end:
+        return [span]
+    return [Span(span.start, left_end, span.start), Span(right_start, span.end, right_start)]
+
+
+def _split_point(text: str, span: Span, unit_starts: list[int]) -> int:
+    """A unit start nearest the middle of ``span``, else white space nearest it, else the middle."""
+    middle = (span.start + span.end) // 2
+    lo, hi = bisect_right(unit_starts, span.start), bisect_left(unit_starts, span.end)
+    if lo < hi:
+        return min(unit_starts[lo:hi], key=lambda s: abs(s - middle))
+    space = text.rfind(" ", span.start + 1, middle + 1)
+    if space <= span.start:
+        space = text.find(" ", middle, span.end - 1)
+    return space if space > span.start else middle

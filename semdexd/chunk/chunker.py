@@ -1,0 +1,61 @@
+"""`chunk_text`: extracted text -> chunks sized in model tokens, cut where the structure is.
+
+Pipeline: lines -> strengths (`structure`) -> units with exact token counts (`units`) ->
+content-defined cuts (`cuts`) -> spans with overlap, checked against the model limit in one
+batched call (`assemble`). See `cuts` for why an edit only changes the chunks around it.
+"""
+
+from __future__ import annotations
+
+from semdexd.chunk.assemble import Chunk, TextIndex, spans, verify
+from semdexd.chunk.cuts import segments
+from semdexd.chunk.structure import layout
+from semdexd.chunk.units import CountTokens, make_units
+from semdexd.extract.filetypes import PROSE_TYPES
+
+# Bump when the same text may be cut differently: the index re-embeds everything on a change.
+CHUNKER_VERSION = "1"
+
+# Cuts are at least WINDOW * target tokens apart (local maxima over that window), which makes
+# the mean chunk close to the target; a range above LIMIT * target is cut again.
+WINDOW = 0.5
+LIMIT = 1.5
+_PIECE = 0.5            # lines above this * target are cut into sentences/words
+_MARGIN = 0.02          # slack for tokenizers whose counts are not exactly additive over lines
+
+
+def chunk_text(text: str, *, file_type: str, count_tokens: CountTokens, target_tokens: int,
+               max_tokens: int, overlap_tokens: int) -> list[Chunk]:
+    """Cut ``text`` into chunks of about ``target_tokens`` model tokens, none above ``max_tokens``.
+
+    ``count_tokens(texts)`` gives the number of tokens the model sees for each text (special
+    tokens and prefix included); it is called a few times per text, in batches. Chunks cover all
+    non-blank text in order; a chunk that starts mid-structure repeats up to ``overlap_tokens``
+    of what precedes it. Boundaries depend on local content only, so editing one line changes
+    only the chunk(s) around it. Blank text gives ``[]``.
+    """
+    if not text.strip():
+        return []
+    target = max(1, min(target_tokens, max_tokens))
+    lines = text.split("\n")
+    line_starts = _line_starts(lines)
+    shape = layout(lines, prose=file_type in PROSE_TYPES)
+    units, overhead = make_units(text, line_starts, shape.strengths, count_tokens,
+                                 piece_limit=max(4, int(target * _PIECE)))
+    budget = max(1, max_tokens - overhead)
+    overlap = max(0, min(overlap_tokens, budget // 4))
+    limit = max(1, min(int(target * LIMIT), int(budget * (1 - _MARGIN)) - overlap))
+    ranges = segments(units, window=max(1, int(target * WINDOW)), limit=limit)
+    index = TextIndex(text, line_starts)
+    items = spans(text, units, ranges, overlap_tokens=overlap, clean_break=shape.clean_break)
+    items = verify(index, items, [u.start for u in units], count_tokens, max_tokens)
+    return [index.chunk(span) for span in items]
+
+
+def _line_starts(lines: list[str]) -> list[int]:
+    starts = []
+    offset = 0
+    for line in lines:
+        starts.append(offset)
+        offset += len(line) + 1
+    return starts
