@@ -42,12 +42,3 @@ class Metrics:
             stages = {s: {"s": round(self._seconds[s], 3), "calls": self._calls[s],
                           "share_pct": round(100 * self._seconds[s] / total, 1)} for s in STAGES}
             return {"stages": stages, "counters": dict(self._counters)}
-
-    def table(self) -> str:
-        """The plan's breakdown table: | Operation | Time % | Avg Duration |."""
-        snap = self.snapshot()["stages"]
-        lines = ["| Operation | Time % | Total s | Avg ms |", "|---|---|---|---|"]
-        for name, s in snap.items():  # type: ignore[union-attr]
-            avg = 1000 * s["s"] / s["calls"] if s["calls"] else 0.0
-            lines.append(f"| {name} | {s['share_pct']}% | {s['s']} | {avg:.1f} |")
-        return "\n".join(lines)

@@ -85,7 +85,7 @@ class Service:
         except Exception:
             log.exception("initial_scan_failed")
         self._scanned.set()
-        self._drop_old_indexes_when_idle()
+        self._after_initial_index()
 
     def _open(self) -> None:
         from semdexd.embed.model import TokenCounter, prepare_model
@@ -125,13 +125,15 @@ class Service:
                  str(self.cfg.chunk.overlap_tokens), str(self.info.max_tokens)]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
 
-    def _drop_old_indexes_when_idle(self) -> None:
-        """After a model/chunker change the new index is built beside the old; once it has caught
-        up, the old ones are removed."""
+    def _after_initial_index(self) -> None:
+        """Once the first index has caught up: log its figures (with ``PROFILE=true`` the stage
+        table too) and remove indexes of an older model/chunker, built beside this one."""
         while not self._stopping.is_set() and self.indexer.busy():
-            self._stopping.wait(1.0)
+            self._stopping.wait(0.5)
         if self._stopping.is_set():
             return
+        log.info("initial_index_done", s=round(time.time() - self._started_at, 1), **self.manifest.counts())
+        self._log_profile()
         key = self.index_key()
         root = self.cfg.paths.data_dir / "index"
         for old in root.iterdir() if root.is_dir() else []:
@@ -155,9 +157,18 @@ class Service:
         if self.manifest:
             self.manifest.set_meta("clean_shutdown", "1")
             self.manifest.close()
-        if os.environ.get("PROFILE", "").lower() in ("1", "true", "yes"):
-            log.info("profile", table="\n" + self.metrics.table(), **self.metrics.snapshot()["counters"])
+        self._log_profile()
         log.info("stopped")
+
+    def _log_profile(self) -> None:
+        """With ``PROFILE=true``: the plan's stage breakdown, one event per stage, then counters."""
+        if os.environ.get("PROFILE", "").lower() not in ("1", "true", "yes"):
+            return
+        snap = self.metrics.snapshot()
+        for stage, figures in snap["stages"].items():  # type: ignore[union-attr]
+            avg_ms = round(1000 * figures["s"] / figures["calls"], 1) if figures["calls"] else 0.0
+            log.info("profile_stage", stage=stage, time_pct=figures["share_pct"], total_s=figures["s"], avg_ms=avg_ms)
+        log.info("profile_counters", **snap["counters"])  # type: ignore[arg-type]
 
     def reload(self, cfg: Config) -> None:
         """Apply a new config (SIGHUP): added folders are indexed, removed ones purged."""
