@@ -5,8 +5,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-FOLDER ?= $(CURDIR)
-QUERY ?= how does the daemon stay correct after a crash
+FOLDER ?= $(CURDIR)/docs
+QUERY ?= what happens if the process is killed while writing
 
 .PHONY: setup run test stop clean
 
