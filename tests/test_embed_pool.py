@@ -13,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -26,20 +25,9 @@ from semdexd.embed.encoder import Encoder
 from semdexd.embed.model import ModelInfo
 from semdexd.embed.pool import EmbedFailure, EmbedPool, PoolClosedError
 from semdexd.embed.protocol import POISON_ENV
+from tests.support import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    """Poll ``pred`` until truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
 
 
 def prose(i: int, words: int = 120) -> str:

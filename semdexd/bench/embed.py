@@ -117,9 +117,11 @@ def matmul_gflops(threads: int) -> float:
 
 
 class PeakRss:
-    """Peak RSS (MB) of each child process of this one, sampled every 50 ms while active."""
+    """Peak RSS (MB) of this process (``self_mb``) and of each of its children (``peaks``),
+    sampled every 50 ms while active."""
 
     def __init__(self) -> None:
+        self.self_mb = 0.0
         self.peaks: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -135,6 +137,7 @@ class PeakRss:
     def _run(self) -> None:
         me = psutil.Process()
         while not self._stop.wait(0.05):
+            self.self_mb = max(self.self_mb, me.memory_info().rss / 2**20)
             for child in me.children():
                 try:
                     rss = child.memory_info().rss / 2**20

@@ -12,47 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import tempfile
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+from semdexd.bench.embed import PeakRss
 from semdexd.config import Config
-
-
-class _PeakRss:
-    """Samples the RSS of this process and of its children until stopped."""
-
-    def __init__(self) -> None:
-        self.daemon_mb = 0.0
-        self.worker_mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "_PeakRss":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.wait(0.2):
-            try:
-                self.daemon_mb = max(self.daemon_mb, me.memory_info().rss / 2**20)
-                for child in me.children(recursive=True):
-                    self.worker_mb = max(self.worker_mb, child.memory_info().rss / 2**20)
-            except psutil.Error:
-                pass
 
 
 def _wait(pred: Any, timeout: float, step: float = 0.01) -> bool:
@@ -122,7 +91,7 @@ def run(cfg: Config, source: Path, edits: int, workers: int | None) -> dict[str,
     bcfg = _bench_config(cfg, corpus, work, workers)
     svc = Service(bcfg)
     try:
-        with _PeakRss() as rss:
+        with PeakRss() as rss:
             start = time.perf_counter()
             svc.start()
             if not _wait(lambda: svc.error or svc.state() == "idle", 3600, 0.05):
@@ -157,7 +126,8 @@ def run(cfg: Config, source: Path, edits: int, workers: int | None) -> dict[str,
         "chunks_reembedded_max": max(reembedded) if reembedded else None,
         "save_to_searchable_p50_ms": round(1000 * statistics.median(latencies), 1) if latencies else None,
         "save_to_searchable_p95_ms": round(1000 * sorted(latencies)[int(0.95 * (len(latencies) - 1))], 1) if latencies else None,
-        "peak_rss_daemon_mb": round(rss.daemon_mb, 1), "peak_rss_worker_mb": round(rss.worker_mb, 1),
+        "peak_rss_daemon_mb": round(rss.self_mb, 1),
+        "peak_rss_worker_mb": round(max(rss.peaks.values(), default=0.0), 1),
     }
 
 
