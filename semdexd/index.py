@@ -133,8 +133,9 @@ class Indexer:
             t.start()
             self._threads.append(t)
 
-    def stop(self, drain: bool = True, timeout: float = 60.0) -> None:
-        """Stop taking new paths; let prepared groups reach the store (``drain``), then join."""
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop taking new paths; groups already prepared still reach the store; then join.
+        Paths still queued are found again by the next start's reconcile scan."""
         self._stopping.set()
         deadline = time.monotonic() + timeout
         for t in self._threads:
@@ -179,9 +180,9 @@ class Indexer:
         """Decide what ``path`` needs: forget it, record a skip, or (re)index changed chunks."""
         p = Path(path)
         where = self.root_of(p)
-        old = self.manifest.file(path)
         if where is None or where[1].ignored(p, is_dir=False):
             return self._forget(path)
+        old = self.manifest.file(path)
         try:
             st = os.lstat(p)
         except FileNotFoundError:

@@ -151,7 +151,7 @@ class Service:
         if self.watcher:
             self.watcher.stop()
         if self.indexer:
-            self.indexer.stop(drain=drain)
+            self.indexer.stop(timeout=60.0 if drain else 5.0)
         if self.pool:
             self.pool.close()
         if self.manifest:
