@@ -135,3 +135,14 @@ def test_bad_requests_do_not_disturb_a_concurrent_search(daemon):
     assert b"bad_request" in replies[1] and b"unknown_method" in replies[2]
     assert all(replies), replies
     assert proc.poll() is None
+
+
+def test_similar_finds_related_files_not_itself(daemon):
+    proc, env, folder, inst = daemon
+    wait_for(lambda: status(env).get("state") == "idle", timeout=180, what="idle")
+    bread = str(folder / "recipes" / "bread.md")
+    hits = json.loads(semdex(env, "similar", bread, "--json", "-n", "3").stdout)
+    assert hits and all(h["path"] != bread for h in hits)
+    assert hits[0]["path"] == str(folder / "recipes" / "soup.md")
+    hits = json.loads(semdex(env, "similar", f"{bread}:3", "--json", "-n", "2").stdout)
+    assert hits and hits[0]["path"] != bread
