@@ -32,18 +32,40 @@ FOLDERS = 100       # synthetic folder tree: chunk i lives in folder i % FOLDERS
 EF_VALUES = (100, 200, 400, 800)
 
 
+def python_chunks(count_tokens: Any, limit: int, max_tokens: int) -> list[str]:
+    """Up to ``limit`` distinct ~160-token chunks of real Python source: the standard library and
+    the installed packages (site-packages), in a fixed order."""
+    import sysconfig
+
+    from semdexd.bench.embed import TARGET_TOKENS, _split_file
+
+    seen: dict[str, None] = {}
+    for key in ("stdlib", "purelib"):
+        for file in sorted(Path(sysconfig.get_paths()[key]).rglob("*.py")):
+            try:
+                text = file.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            for chunk in _split_file(text, count_tokens, TARGET_TOKENS, max_tokens):
+                seen.setdefault(chunk)
+            if len(seen) >= limit:
+                return list(seen)[:limit]
+    return list(seen)
+
+
 def real_vectors(cfg: Config, count: int) -> np.ndarray:
-    from semdexd.bench.embed import stdlib_chunks
     from semdexd.embed.model import TokenCounter, prepare_model
     from semdexd.embed.pool import EmbedPool
 
     info = prepare_model(cfg)
-    texts = stdlib_chunks(TokenCounter(info).count, count, info.max_tokens)
+    texts = python_chunks(TokenCounter(info).count, count, info.max_tokens)
     run = replace(cfg.paths, runtime_dir=Path(tempfile.mkdtemp(prefix="sxs", dir="/tmp")))
     pool = EmbedPool(replace(cfg, paths=run), info)
     pool.start()
     try:
-        out = pool.embed(texts)
+        out: list[Any] = []
+        for start in range(0, len(texts), 2000):  # bounded memory in the broker
+            out += pool.embed(texts[start:start + 2000])
     finally:
         pool.close()
     return np.stack([v for v in out if isinstance(v, np.ndarray)]).astype(np.float32)
