@@ -61,3 +61,24 @@ def test_wrong_dimension_is_ignored(tmp_path):
     cache = EmbedCache(tmp_path / "c.sqlite3", max_mb=1, dim=DIM)
     cache.put_many([(cache_key("m", "t"), np.zeros(DIM + 1, np.float32))])
     assert cache.stats()["entries"] == 0
+
+
+def test_old_layout_is_replaced_and_size_matches_the_bound(tmp_path):
+    import os
+    import sqlite3
+
+    import numpy as np
+
+    from semdexd.embed.cache import EmbedCache
+
+    path = tmp_path / "c.sqlite3"
+    with sqlite3.connect(path) as db:  # the first layout, which spilled rows to overflow pages
+        db.execute("CREATE TABLE vectors (key BLOB PRIMARY KEY, vec BLOB NOT NULL, used INTEGER NOT NULL) WITHOUT ROWID")
+        db.execute("INSERT INTO vectors VALUES (?, ?, 0)", (b"k" * 32, b"\0" * 1536))
+    cache = EmbedCache(path, 64, 384)
+    assert cache.entries == 0
+    rng = np.random.default_rng(0)
+    cache.put_many((os.urandom(32), v) for v in rng.standard_normal((4000, 384)).astype(np.float32))
+    cache._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    on_disk = sum(p.stat().st_size for p in tmp_path.iterdir())
+    assert on_disk <= 1.2 * cache.stats()["mb"] * 2**20 + 65536

@@ -18,11 +18,14 @@ from typing import Iterable, Sequence
 import numpy as np
 import structlog
 
-ENTRY_OVERHEAD = 80          # bytes per row beyond the vector: key, index entry, page slack
+ENTRY_OVERHEAD = 200         # bytes per row beyond the vector: key, two index entries, page slack
 _CHUNK = 500                 # keys per SQL statement (well under SQLite's variable limit)
+# A rowid table with 16 KiB pages keeps ~1.5 KB rows inline; the first layout (WITHOUT ROWID,
+# 4 KiB pages) spilled every row to overflow pages: ~4.7 KB on disk per 1.6 KB entry.
+_PAGE_SIZE = 16384
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vec BLOB NOT NULL, used INTEGER NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS vectors_used ON vectors(used);
+CREATE TABLE IF NOT EXISTS vectors2 (key BLOB PRIMARY KEY, vec BLOB NOT NULL, used INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS vectors2_used ON vectors2(used);
 """
 
 
@@ -38,11 +41,15 @@ class EmbedCache:
         self._lock = threading.Lock()
         self._log = structlog.get_logger()
         self._db = self._open()
-        self.entries = self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+        self.entries = self._db.execute("SELECT COUNT(*) FROM vectors2").fetchone()[0]
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+        db.execute(f"PRAGMA page_size={_PAGE_SIZE}")  # takes effect on a new file (or a VACUUM)
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'vectors'").fetchone():
+            db.execute("DROP TABLE vectors")  # the old layout: the cache is disposable
+            db.execute("VACUUM")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
@@ -69,12 +76,12 @@ class EmbedCache:
                 for start in range(0, len(unique), _CHUNK):
                     part = unique[start:start + _CHUNK]
                     marks = ",".join("?" * len(part))
-                    for key, blob in self._db.execute(f"SELECT key, vec FROM vectors WHERE key IN ({marks})", part):
+                    for key, blob in self._db.execute(f"SELECT key, vec FROM vectors2 WHERE key IN ({marks})", part):
                         if len(blob) == self.dim * 4:
                             found[bytes(key)] = np.frombuffer(blob, dtype="<f4").astype(np.float32)
                     hit = [k for k in part if k in found]
                     if hit:
-                        self._db.execute(f"UPDATE vectors SET used = ? WHERE key IN ({','.join('?' * len(hit))})",
+                        self._db.execute(f"UPDATE vectors2 SET used = ? WHERE key IN ({','.join('?' * len(hit))})",
                                          [time.time_ns(), *hit])
             except sqlite3.Error as exc:
                 self._log.warning("embed_cache_error", op="get", error=str(exc))
@@ -93,7 +100,7 @@ class EmbedCache:
             try:
                 self._db.execute("BEGIN")
                 before = self._db.total_changes
-                self._db.executemany("INSERT OR IGNORE INTO vectors (key, vec, used) VALUES (?, ?, ?)", rows)
+                self._db.executemany("INSERT OR IGNORE INTO vectors2 (key, vec, used) VALUES (?, ?, ?)", rows)
                 self.entries += self._db.total_changes - before
                 if self.entries > self.max_entries:
                     self._evict_locked()
@@ -105,8 +112,8 @@ class EmbedCache:
 
     def _evict_locked(self) -> None:
         excess = self.entries - self.max_entries + max(1, self.max_entries // 10)
-        self._db.execute("DELETE FROM vectors WHERE key IN (SELECT key FROM vectors ORDER BY used LIMIT ?)", (excess,))
-        self.entries = self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+        self._db.execute("DELETE FROM vectors2 WHERE key IN (SELECT key FROM vectors2 ORDER BY used LIMIT ?)", (excess,))
+        self.entries = self._db.execute("SELECT COUNT(*) FROM vectors2").fetchone()[0]
 
     def stats(self) -> dict[str, float | int]:
         """{hits, misses, entries, mb}; ``mb`` is the estimated size of the entries."""
