@@ -11,6 +11,7 @@ from typing import Sequence
 from semdexd.chunk.units import CountTokens, Unit
 
 _MAX_ROUNDS = 32
+_SUFFIX_SHARE = 0.75     # word overlap is estimated from token density: aim below the budget
 
 
 @dataclass(frozen=True)
@@ -71,19 +72,21 @@ class TextIndex:
 
 
 def spans(text: str, units: Sequence[Unit], ranges: Sequence[tuple[int, int]], *,
-          overlap_tokens: int, clean_break: int) -> list[Span]:
+          overlap_tokens: int, clean_break: int, words: bool) -> list[Span]:
     """One span per unit range; a range that starts at a weak cut (below ``clean_break``) also
-    takes up to ``overlap_tokens`` tokens of whole units (or trailing words) before it."""
+    takes up to ``overlap_tokens`` tokens of whole units before it, or with ``words`` (prose)
+    the last words of a unit too long to take whole."""
     out: list[Span] = []
     for a, b in ranges:
         start = units[a].start
         if out and overlap_tokens > 0 and units[a].strength < clean_break:
-            start = _overlap_start(text, units, a, out[-1].core, overlap_tokens)
+            start = _overlap_start(text, units, a, out[-1].core, overlap_tokens, words)
         out.append(Span(start, units[b - 1].end, units[a].start))
     return out
 
 
-def _overlap_start(text: str, units: Sequence[Unit], a: int, floor: int, budget: int) -> int:
+def _overlap_start(text: str, units: Sequence[Unit], a: int, floor: int, budget: int,
+                   words: bool) -> int:
     """Where the overlap before unit ``a`` begins: never before ``floor`` (the previous core)."""
     start = units[a].start
     i = a - 1
@@ -91,7 +94,7 @@ def _overlap_start(text: str, units: Sequence[Unit], a: int, floor: int, budget:
         budget -= units[i].tokens
         start = units[i].start
         i -= 1
-    if i >= 0 and units[i].start >= floor and budget > 0 and start == units[a].start:
+    if words and i >= 0 and units[i].start >= floor and budget > 0 and start == units[a].start:
         start = _word_suffix(text, units[i], budget, start)
     return start
 
@@ -100,7 +103,7 @@ def _word_suffix(text: str, unit: Unit, budget: int, default: int) -> int:
     """Start of the last words of ``unit`` worth about ``budget`` tokens (by its token density),
     or ``default`` when the unit has no word boundary there."""
     per_char = unit.tokens / max(1, unit.end - unit.start)
-    want = int(budget / max(per_char, 1e-9))
+    want = int(_SUFFIX_SHARE * budget / max(per_char, 1e-9))
     space = text.find(" ", max(unit.start, unit.end - want), unit.end)
     return space + 1 if 0 <= space < unit.end - 1 else default
 

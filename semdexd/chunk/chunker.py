@@ -39,7 +39,8 @@ def chunk_text(text: str, *, file_type: str, count_tokens: CountTokens, target_t
     target = max(1, min(target_tokens, max_tokens))
     lines = text.split("\n")
     line_starts = _line_starts(lines)
-    shape = layout(lines, prose=file_type in PROSE_TYPES)
+    prose = file_type in PROSE_TYPES
+    shape = layout(lines, prose=prose)
     units, overhead = make_units(text, line_starts, shape.strengths, count_tokens,
                                  piece_limit=max(4, int(target * _PIECE)))
     budget = max(1, max_tokens - overhead)
@@ -47,7 +48,8 @@ def chunk_text(text: str, *, file_type: str, count_tokens: CountTokens, target_t
     limit = max(1, min(int(target * LIMIT), int(budget * (1 - _MARGIN)) - overlap))
     ranges = segments(units, window=max(1, int(target * WINDOW)), limit=limit)
     index = TextIndex(text, line_starts)
-    items = spans(text, units, ranges, overlap_tokens=overlap, clean_break=shape.clean_break)
+    items = spans(text, units, ranges, overlap_tokens=overlap, clean_break=shape.clean_break,
+                  words=prose)
     items = verify(index, items, [u.start for u in units], count_tokens, max_tokens)
     return [index.chunk(span) for span in items]
 

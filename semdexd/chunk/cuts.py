@@ -48,10 +48,11 @@ def _halve(keys: list[int], pos: list[int], lo: int, hi: int, limit: int,
 
 
 def _strongest(keys: list[int], pos: list[int], lo: int, hi: int, margin: int) -> int:
-    """The unit in ``(lo, hi)`` (``hi - lo >= 2``) with the largest key, preferring those
-    ``margin`` tokens or more from both ends (then any); the earliest on equal keys."""
+    """The unit in ``(lo, hi)`` (``hi - lo >= 2``) with the largest key, preferring the middle
+    half of the range, then units ``margin`` tokens or more from both ends, then any; the
+    earliest on equal keys."""
     inner = range(lo + 1, hi)
-    for edge in (margin, 1):
+    for edge in ((pos[hi] - pos[lo]) // 4, margin, 1):
         candidates = [i for i in inner
                       if pos[i] - pos[lo] >= edge and pos[hi] - pos[i] >= edge]
         if candidates:
@@ -71,15 +72,16 @@ def local_maxima(keys: Sequence[int], pos: Sequence[int], lo: int, hi: int,
 
 
 def _window_max(keys: Sequence[int], pos: Sequence[int], order: range, window: int,
-                sign: int) -> dict[int, int]:
-    """For each ``i`` in ``order``: the largest key among the units visited before ``i`` whose
-    position is less than ``window`` tokens from ``pos[i]`` (-1 if none). Monotonic deque, O(n)."""
-    best: dict[int, int] = {}
+                sign: int) -> list[int]:
+    """``best[i]`` for each ``i`` in ``order``: the largest key among the units visited before
+    ``i`` that are less than ``window`` tokens from it, or -1. A monotonic deque: O(n)."""
+    best = [-1] * len(keys)
     queue: deque[int] = deque()
     for i in order:
         while queue and sign * (pos[i] - pos[queue[0]]) >= window:
             queue.popleft()
-        best[i] = keys[queue[0]] if queue else -1
+        if queue:
+            best[i] = keys[queue[0]]
         while queue and keys[queue[-1]] <= keys[i]:
             queue.pop()
         queue.append(i)

@@ -29,9 +29,11 @@ _INNER_BLOCK = 3       # blank line, deeper
 _MARGIN_LINE = 2       # column 0, no blank line
 _CODE_LINE = 1
 
-# Cuts at or above these strengths are clean breaks: no overlap is carried across them.
-CLEAN_BREAK_CODE = _TOP_BLOCK
-CLEAN_BREAK_PROSE = _HEADING_BASE - 6
+# Cuts at or above these strengths (a blank line or a heading before the chunk) are clean breaks:
+# no overlap is carried across them. Overlap is for chunks that start in the middle of a block;
+# carrying it everywhere would also make twice as many edits touch two chunks.
+CLEAN_BREAK_CODE = _INNER_BLOCK
+CLEAN_BREAK_PROSE = _PARAGRAPH
 
 _LOOK = 200            # characters of a line the patterns look at
 

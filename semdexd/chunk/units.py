@@ -3,7 +3,8 @@
 A unit is the smallest thing a chunk boundary can fall between. Each knows its character span
 in the text, its strength as a chunk start (see `structure`), its exact token count (content
 tokens, without the model's special tokens or prefix) and a key that orders candidate cuts:
-strength first, then a hash of the unit's own text (a content-defined tie-break).
+strength first, then shallower indentation, then a hash of the unit's own text (a
+content-defined tie-break).
 Token counts come from few batched calls: one for all lines, one per refinement level.
 """
 
@@ -21,6 +22,7 @@ CountTokens = Callable[[Sequence[str]], list[int]]
 _SENTENCE_END = re.compile(r"[.!?;:][\"')\]]*\s+")
 _WORD = re.compile(r"\S+")
 _PIECE_SLACK = 0.8       # estimated pieces aim this far below the limit
+_MAX_INDENT = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +67,12 @@ def make_units(text: str, line_starts: list[int], strengths: list[int],
 
 
 def _unit(text: str, span: _Span) -> Unit:
-    digest = zlib.crc32(text[span.start:span.end].encode("utf-8", "surrogatepass"))
-    return Unit(span.start, span.end, span.strength, span.tokens, (span.strength << 32) | digest)
+    """Key: strength, then shallower indentation, then a hash of the text (content-defined)."""
+    body = text[span.start:span.end]
+    shallow = _MAX_INDENT - min(_MAX_INDENT, len(body) - len(body.lstrip()))
+    digest = zlib.crc32(body.encode("utf-8", "surrogatepass"))
+    return Unit(span.start, span.end, span.strength, span.tokens,
+                (span.strength << 40) | (shallow << 32) | digest)
 
 
 Splitter = Callable[[str, _Span, int], list[_Span]]
