@@ -25,7 +25,11 @@ WEIGHT_SEMANTIC = 1.0
 WEIGHT_PHRASE = 2.0
 WEIGHT_WORDS = 0.5
 CANDIDATES = 100              # results taken from each list before fusion
-PREFILTER_MAX = 20000         # a filter passing fewer chunks than this is applied as candidate ids
+# A filter is applied to candidate chunk ids from the manifest, never by fetching everything.
+# Measured at 100k real chunks, 1%-selective folder filter (`semdexd bench store`): exact dot
+# products over the candidates' vectors 28 ms, Chroma `ids=` 63 ms, Chroma `where` 85 ms.
+EXACT_MAX = 2000              # up to this many candidates: exact scores over their vectors
+PREFILTER_MAX = 20000         # up to this many: Chroma's query restricted to the candidate ids
 SNIPPET_LINES = 3
 _WORD = re.compile(r"\w+", re.UNICODE)
 _IDENTIFIER = re.compile(r"_|[a-z][A-Z]|[A-Za-z]\d|\d[A-Za-z]")
@@ -116,6 +120,8 @@ class Searcher:
         if where.empty:
             return self.store.query(vector, k)
         ids = self.manifest.chunk_ids_where(where, PREFILTER_MAX)
+        if ids is not None and len(ids) <= EXACT_MAX:
+            return self.store.exact(vector, ids, k)
         if ids is not None:
             return self.store.query(vector, k, ids=ids)
         chroma_where = _chroma_where(where)

@@ -113,6 +113,16 @@ class VectorStore:
         got = self._col.get(ids=list(ids), include=["embeddings"])
         return {i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])}
 
+    def exact(self, vector: np.ndarray, ids: Sequence[str], k: int) -> list[Neighbour]:
+        """The ``k`` of ``ids`` nearest to ``vector``, by exact dot products (unit vectors)."""
+        vecs = self.vectors(ids) if ids else {}
+        if not vecs:
+            return []
+        keys = list(vecs)
+        scores = np.stack([vecs[i] for i in keys]) @ np.asarray(vector, dtype=np.float32)
+        top = np.argsort(-scores)[:k]
+        return [Neighbour(keys[i], float(scores[i])) for i in top]
+
     def query(self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None,
               ids: Sequence[str] | None = None) -> list[Neighbour]:
         """Nearest ``k`` chunks to ``vector``, optionally restricted by metadata or candidate ids."""
