@@ -20,7 +20,7 @@ from semdexd.store import VectorStore
 
 # Fusion, chosen on the labelled set (`semdexd bench quality`): an exact phrase / identifier
 # match outranks everything; the bag-of-words BM25 list counts half as much as the vector list.
-RRF_K = 30
+RRF_K = 10
 WEIGHT_SEMANTIC = 1.0
 WEIGHT_PHRASE = 2.0
 WEIGHT_WORDS = 0.5
