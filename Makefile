@@ -22,7 +22,8 @@ setup: $(STAMP)
 	$(BIN)/semdexd model prepare
 
 run: setup
-	$(BIN)/semdexd start "$(FOLDER)"
+	@# Already running (a second `make run`, or the service)? Say so and use that daemon.
+	$(BIN)/semdexd start "$(FOLDER)" || $(BIN)/semdexd status
 	$(BIN)/semdex status --wait
 	$(BIN)/semdex search "$(QUERY)" -n 5
 	@echo "The daemon keeps running and watching $(FOLDER). Search: $(BIN)/semdex search QUERY   Stop: $(BIN)/semdexd stop"
