@@ -77,3 +77,16 @@ def make_config() -> Iterator[MakeConfig]:
     yield make
     for path in created:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory):
+    """A real `semdexd run` (no model: its Service reports an error state) for socket and CLI
+    tests; one per test module."""
+    from tests.test_daemon import DaemonProcess
+
+    d = DaemonProcess(tmp_path_factory.mktemp("live"))
+    d.run()
+    d.wait_ready()
+    yield d
+    d.cleanup()

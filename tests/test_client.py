@@ -356,15 +356,6 @@ def test_cli_when_the_daemon_is_not_running(tmp_path: Path) -> None:
         d.cleanup()
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    d = DaemonProcess(tmp_path_factory.mktemp("live"))
-    d.run()
-    d.wait_ready()
-    yield d
-    d.cleanup()
-
-
 def test_cli_against_the_real_daemon(live: DaemonProcess) -> None:
     version = live.tool("semdex", "version")
     assert version.returncode == 0 and "protocol 1" in version.stdout

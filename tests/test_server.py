@@ -479,15 +479,6 @@ def test_a_real_process_of_another_user_is_refused() -> None:
 # ---------------------------------------------------------------- the real daemon
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    d = DaemonProcess(tmp_path_factory.mktemp("live"))
-    d.run()
-    d.wait_ready()
-    yield d
-    d.cleanup()
-
-
 def test_daemon_socket_permissions(live: DaemonProcess) -> None:
     assert stat.S_IMODE(live.socket.stat().st_mode) == 0o600
     assert stat.S_IMODE(live.socket.parent.stat().st_mode) == 0o700
