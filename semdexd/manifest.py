@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 SCHEMA_VERSION = 1
 
@@ -307,9 +307,3 @@ class Manifest:
             "VALUES (?,?,?,?,?,?,?,?,?)",
             (u.path, u.size, u.mtime_ns, u.hash, u.status, u.reason, u.file_type, len(u.chunks), now))
         self._db.execute("DELETE FROM pending WHERE path=?", (u.path,))
-
-    def iter_chunk_ids_of(self, paths: Iterable[str]) -> Iterator[str]:
-        with self._lock:
-            for p in paths:
-                for (cid,) in self._db.execute("SELECT id FROM chunks WHERE path=?", (p,)).fetchall():
-                    yield cid

@@ -71,9 +71,6 @@ class VectorStore:
         cfg.paths.chroma_dir.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(cfg.paths.chroma_dir), settings=settings)
 
-    def collections(self) -> list[str]:
-        return [c.name for c in self._client.list_collections()]
-
     def drop_collection(self, name: str) -> None:
         if name != self.name:
             self._client.delete_collection(name)
