@@ -80,19 +80,22 @@ def spans(text: str, units: Sequence[Unit], ranges: Sequence[tuple[int, int]], *
     for a, b in ranges:
         start = units[a].start
         if out and overlap_tokens > 0 and units[a].strength < clean_break:
-            start = _overlap_start(text, units, a, out[-1].core, overlap_tokens, words)
+            start = _overlap_start(text, units, a, out[-1].core, overlap_tokens, words, clean_break)
         out.append(Span(start, units[b - 1].end, units[a].start))
     return out
 
 
 def _overlap_start(text: str, units: Sequence[Unit], a: int, floor: int, budget: int,
-                   words: bool) -> int:
-    """Where the overlap before unit ``a`` begins: never before ``floor`` (the previous core)."""
+                   words: bool, clean_break: int) -> int:
+    """Where the overlap before unit ``a`` begins: never before ``floor`` (the previous core)
+    nor across the start of the block that unit ``a`` is in."""
     start = units[a].start
     i = a - 1
     while i >= 0 and units[i].start >= floor and units[i].tokens <= budget:
         budget -= units[i].tokens
         start = units[i].start
+        if units[i].strength >= clean_break:
+            return start
         i -= 1
     if words and i >= 0 and units[i].start >= floor and budget > 0 and start == units[a].start:
         start = _word_suffix(text, units[i], budget, start)
