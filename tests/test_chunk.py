@@ -16,7 +16,6 @@ import importlib.util
 import inspect
 import json
 import re
-import textwrap
 import unicodedata
 from pathlib import Path
 from typing import Callable, Sequence

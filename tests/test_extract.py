@@ -337,7 +337,7 @@ def test_docx_paragraphs_headings_and_tables_in_order(tmp_path: Path) -> None:
     table.cell(1, 0).text, table.cell(1, 1).text = "Grace Darling", "1815–1842"
     document.add_paragraph("After the table.")
     path = tmp_path / "notes.docx"
-    document.save(path)
+    document.save(str(path))
     result = _x(path)
     assert (result.status, result.file_type) == ("ok", "docx")
     assert result.text == ("# Lighthouses\n\nA lighthouse is a tower that emits light.\n\n## Keepers\n\n"
@@ -352,7 +352,7 @@ def test_docx_merged_cells_appear_once(tmp_path: Path) -> None:
     table.cell(0, 0).merge(table.cell(0, 1)).text = "merged"
     table.cell(0, 2).text = "alone"
     path = tmp_path / "merged.docx"
-    document.save(path)
+    document.save(str(path))
     assert _x(path).text == "merged | alone"
 
 
