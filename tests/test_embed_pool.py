@@ -227,6 +227,8 @@ def test_timeout_and_closed_pool(make_pool):
     pool, _ = make_pool(workers=1, batch_size=2)
     late = pool.embed([prose(i, 200) for i in range(8)], timeout=0.001)
     assert any(isinstance(r, EmbedFailure) and "timed out" in r.reason for r in late)
+    # the timed-out call's batches must be gone first, so "queued" below counts only the new call
+    wait_for(lambda: pool.stats()["queued"] == 0 and pool.stats()["in_flight"] == 0, what="timed-out work dropped")
     out: dict[str, Any] = {}
     waiting = threading.Thread(target=lambda: out.setdefault("r", pool.embed([prose(i, 200) for i in range(40)])))
     waiting.start()
