@@ -65,6 +65,9 @@ def setup_logging(logfile: Path | None = None, level: str = "info", stream: Text
         old.close()
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Libraries that narrate per file ("EOF marker not found"): the file's skip reason says enough.
+    for noisy in ("pypdf", "chromadb.telemetry"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     logging.captureWarnings(True)
     structlog.configure(
         processors=[*_shared_processors(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
