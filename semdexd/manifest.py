@@ -237,6 +237,19 @@ class Manifest:
             except sqlite3.OperationalError:
                 return []
 
+    def ids_passing(self, ids: Sequence[str], where: "Filter") -> set[str]:
+        """Those of ``ids`` whose chunk passes ``where``."""
+        cond, args = where.sql()
+        out: set[str] = set()
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                part = list(ids[start:start + 500])
+                marks = ",".join("?" * len(part))
+                out.update(r[0] for r in self._db.execute(
+                    f"SELECT c.id FROM chunks c JOIN files f ON f.path = c.path WHERE c.id IN ({marks}) AND {cond}",
+                    [*part, *args]))
+        return out
+
     def chunk_ids_where(self, where: "Filter", limit: int) -> list[str] | None:
         """Ids of chunks passing ``where``, or None when more than ``limit`` do (filter not selective)."""
         cond, args = where.sql()

@@ -127,7 +127,7 @@ class Searcher:
         chroma_where = _chroma_where(where)
         # Not selective: let the index filter what it can, then keep what passes the rest.
         got = self.store.query(vector, k * 4, where=chroma_where)
-        passing = set(self.manifest.chunks_by_id([n.id for n in got]))
+        passing = self.manifest.ids_passing([n.id for n in got], where)
         return [n for n in got if n.id in passing][:k]
 
     def _fts(self, match: str | None, where: Filter, k: int) -> list[str]:

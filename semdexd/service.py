@@ -223,17 +223,17 @@ class Service:
         if not self._ready.is_set():
             return out
         counts = self.manifest.counts()
+        snap = self.metrics.snapshot()
         queued = self.indexer.queue.pending() + self.indexer.queue.in_flight()
         done = counts["indexed"] + counts["skipped"] + counts["failed"]
         out.update(files_indexed=counts["indexed"], files_failed=counts["failed"],
                    files_skipped=counts["skipped"], files_queued=queued, files_total=done + queued,
                    chunks=counts["chunks"], failures=self.manifest.problems(),
-                   model=self.info.model_id, pool=self.pool.stats(), **self.metrics.snapshot())
-        out["eta_s"] = self._eta(queued)
+                   model=self.info.model_id, pool=self.pool.stats(), **snap)
+        out["eta_s"] = self._eta(queued, int(snap["counters"].get("files_written", 0)))  # type: ignore[union-attr]
         return out
 
-    def _eta(self, queued: int) -> float | None:
-        written = self.metrics.snapshot()["counters"].get("files_written", 0)  # type: ignore[union-attr]
+    def _eta(self, queued: int, written: int) -> float | None:
         elapsed = time.time() - self._started_at
         if not queued or not written:
             return None

@@ -134,3 +134,13 @@ def test_snippet_line_points_at_the_snippet(svc):
         lines = Path(hit["path"]).read_text().split("\n")
         assert hit["start_line"] <= hit["snippet_line"] <= hit["end_line"]
         assert lines[hit["snippet_line"] - 1].rstrip() == hit["snippet"].split("\n")[0]
+
+
+def test_broad_filter_fallback_still_applies_every_condition(svc, monkeypatch):
+    import semdexd.search as search_mod
+
+    monkeypatch.setattr(search_mod, "PREFILTER_MAX", 0)  # every filter counts as "not selective"
+    hits = search(svc, "pasta bread cake", mode="semantic", glob="travel/*.md", limit=10)
+    assert hits and all(rel(svc, h).startswith("travel/") for h in hits)
+    recent = search(svc, "Colosseum Rome pasta", mode="semantic", since=time.time() - 86400, limit=50)
+    assert "travel/rome.md" not in {rel(svc, h) for h in recent}
