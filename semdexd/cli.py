@@ -1,7 +1,11 @@
 """``semdexd``: run, start, stop and inspect the daemon; prepare the model; run benchmarks.
 
-Exit codes: 0 ok; 1 failed (already running, did not start/stop, socket silent); 2 usage or
-config error; 3 not running (``status``). Heavy modules are imported only by the command that
+Exit codes: 0 ok; 1 failed (already running, did not start/stop, socket silent, data dir not
+private); 2 usage error; 3 not running (``status``); 78 (``EX_CONFIG``) config error: the service
+units do not restart on it (systemd ``RestartPreventExitStatus=78``; launchd restarts only crashes),
+since a broken config stays broken until the user edits it.
+The commands that write data (run, start, model, bench) set the umask to 0o077 first
+(`semdexd.private`). Heavy modules are imported only by the command that
 needs them, so ``semdexd --help`` stays fast.
 """
 
@@ -14,11 +18,17 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+EXIT_CONFIG = 78                    # sysexits.h EX_CONFIG
+WRITING_COMMANDS = ("run", "start", "model", "bench")
 BENCHES = ("embed", "index", "quality", "store", "chunking")
 
 
 class UsageError(Exception):
-    """Bad command-line input or config: exit 2 with this message."""
+    """Bad command-line input: exit 2 with this message."""
+
+
+class ConfigFileError(UsageError):
+    """The config file is unusable: exit 78 (EX_CONFIG) with this message."""
 
 
 def _config_options() -> argparse.ArgumentParser:
@@ -85,7 +95,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Callable[[], Any]]:
     try:
         return loader(), loader
     except ConfigError as exc:
-        raise UsageError(f"config error: {exc}") from None
+        raise ConfigFileError(f"config error: {exc}") from None
 
 
 # ---------------------------------------------------------------- commands
@@ -95,13 +105,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Serve in the foreground until SIGTERM/SIGINT; logs to stderr."""
     from semdexd.daemon import AlreadyRunning, serve
     from semdexd.log import get_logger, setup_logging
+    from semdexd.private import PrivateDirError
     from semdexd.server import SocketInUse
 
     cfg, loader = _load(args)
     setup_logging(None, args.log_level)
     try:
         serve(cfg, loader, get_logger())
-    except (AlreadyRunning, SocketInUse) as exc:
+    except (AlreadyRunning, SocketInUse, PrivateDirError) as exc:
         print(f"semdexd: {exc}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
@@ -204,11 +215,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``semdexd``; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if args.command in WRITING_COMMANDS:
+        from semdexd.private import restrict_umask
+        restrict_umask()
     try:
         return int(args.func(args))
     except UsageError as exc:
         print(f"semdexd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_CONFIG if isinstance(exc, ConfigFileError) else EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn
 
 from semdexd.config import Config, ConfigError
+from semdexd.private import private_dir, secure_paths
 from semdexd.protocol import call_json
 
 ReadyCallback = Callable[[int], None]
@@ -65,7 +66,7 @@ class Pidfile:
 
     def acquire(self) -> None:
         """Lock the pidfile and write our pid; raises AlreadyRunning if another process holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.path.parent)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
@@ -178,11 +179,13 @@ def serve(cfg: Config, reload_config: Callable[[], Config], log: Any,
           notify_ready: ReadyCallback | None = None) -> None:
     """Run the daemon in this process until SIGTERM/SIGINT; see the module docstring.
 
-    Raises AlreadyRunning or SocketInUse before serving if another daemon owns the pidfile/socket.
+    Raises AlreadyRunning or SocketInUse before serving if another daemon owns the pidfile/socket,
+    PrivateDirError if the data or state dir cannot be made private (another user owns it).
     """
     from semdexd.server import Server
     from semdexd.service import Service
 
+    secure_paths((cfg.paths.data_dir, cfg.paths.state_dir), log)  # 0700/0600, see semdexd.private
     with SignalInbox() as inbox, Pidfile(cfg.paths.pidfile):
         service = Service(cfg)
         log.info("starting", pid=os.getpid(), folders=[str(f) for f in cfg.index.folders])
@@ -240,7 +243,7 @@ def start_background(cfg: Config, reload_config: Callable[[], Config], log_level
     info = probe(cfg)
     if info.alive:
         raise AlreadyRunning(info.pid, cfg.paths.pidfile)
-    cfg.paths.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(cfg.paths.state_dir)
     marks = {p: _size(p) for p in (cfg.paths.logfile, stderr_path(cfg))}
     ready_r, ready_w = os.pipe()
     child = os.fork()

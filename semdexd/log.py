@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
 import structlog.tracebacks
+
+from semdexd.private import FILE_MODE, private_dir
 
 LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 3
@@ -44,11 +47,19 @@ def _formatter(json_lines: bool, colors: bool) -> logging.Formatter:
     return structlog.stdlib.ProcessorFormatter(foreign_pre_chain=_shared_processors(), processors=final)
 
 
+class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Opens the log (and each file after a rotation) with mode 0600 whatever the umask."""
+
+    def _open(self) -> Any:
+        return open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors,
+                    opener=lambda path, flags: os.open(path, flags, FILE_MODE))
+
+
 def _handler(logfile: Path | None, stream: TextIO) -> tuple[logging.Handler, bool]:
     """The root handler and whether it wants JSON lines."""
     if logfile is not None:
-        logfile.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handler = logging.handlers.RotatingFileHandler(
+        private_dir(logfile.parent)
+        handler = _PrivateRotatingFileHandler(
             logfile, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
         return handler, True
     return logging.StreamHandler(stream), not stream.isatty()

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from semdexd.config import Config
+from semdexd.private import private_dir
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class VectorStore:
         settings = Settings(anonymized_telemetry=False, allow_reset=False)
         if cfg.store.backend == "http":
             return chromadb.HttpClient(host=cfg.store.host, port=cfg.store.port, settings=settings)
-        cfg.paths.chroma_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(cfg.paths.chroma_dir)  # its files follow the umask (0o077 under semdexd run/start)
         return chromadb.PersistentClient(path=str(cfg.paths.chroma_dir), settings=settings)
 
     def drop_collection(self, name: str) -> None:

@@ -204,11 +204,11 @@ def test_sighup_reloads_and_a_bad_config_is_ignored(daemon: DaemonProcess, tmp_p
     assert daemon.wait_exit() == 0
 
 
-def test_bad_config_is_a_usage_error(daemon: DaemonProcess) -> None:
+def test_bad_config_exits_78_and_a_bad_folder_is_a_usage_error(daemon: DaemonProcess) -> None:
     daemon.inst.config_file.write_text("[index]\nfolders = 3\n")
     for sub in ("run", "start"):
         result = daemon.tool("semdexd", sub, "--config", str(daemon.inst.config_file))
-        assert result.returncode == 2, result.stderr
+        assert result.returncode == 78, result.stderr  # EX_CONFIG: the service units do not restart it
         assert "config error" in result.stderr and "folders" in result.stderr
     missing = daemon.tool("semdexd", "run", str(daemon.inst.tmp / "not-a-folder"))
     assert missing.returncode == 2 and "not a folder" in missing.stderr

@@ -18,6 +18,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import structlog
 
+from semdexd.private import private_file
+
 ENTRY_OVERHEAD = 200         # bytes per row beyond the vector: key, two index entries, page slack
 _CHUNK = 500                 # keys per SQL statement (well under SQLite's variable limit)
 # A rowid table with 16 KiB pages keeps ~1.5 KB rows inline; the first layout (WITHOUT ROWID,
@@ -44,7 +46,7 @@ class EmbedCache:
         self.entries = self._db.execute("SELECT COUNT(*) FROM vectors2").fetchone()[0]
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # 0600 (and its -wal/-shm with it) whatever the umask
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
         db.execute(f"PRAGMA page_size={_PAGE_SIZE}")  # takes effect on a new file (or a VACUUM)
         if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'vectors'").fetchone():

@@ -27,6 +27,7 @@ from semdexd.embed.convert import QUANTIZATIONS, convert_encoder
 from semdexd.embed.errors import ModelError
 from semdexd.embed.source import SourceModel, read_source
 from semdexd.embed.text import clean
+from semdexd.private import private_dir
 
 __all__ = ["ModelError", "ModelInfo", "TokenCounter", "load_tokenizer", "prepare_model"]
 
@@ -114,7 +115,7 @@ def _file_digest(path: Path, cache: dict[str, str]) -> str:
 
 
 def _write_atomic(path: Path, data: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(data)
@@ -186,7 +187,7 @@ def _metadata(source: SourceModel, compute_type: str, digest: str, layer_params:
 def _convert(source: SourceModel, compute_type: str, digest: str, final: Path) -> None:
     """Convert into a temp dir beside ``final``, then rename it into place (atomic)."""
     log = structlog.get_logger()
-    final.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(final.parent)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{final.name}-"))
     try:
         out = tmp / "model"
