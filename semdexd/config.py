@@ -35,7 +35,7 @@ class Paths:
     """Where everything lives. Derived from XDG variables unless the config overrides them."""
 
     config_file: Path
-    data_dir: Path      # Chroma, manifest, embedding cache
+    data_dir: Path      # Chroma, embedding cache, index/<key>/manifest.sqlite3 (per model + chunker)
     state_dir: Path     # logs, pidfile
     runtime_dir: Path   # socket, worker ipc endpoints (mode 0700)
     models_dir: Path    # converted CTranslate2 models, keyed by model + quantization
@@ -51,10 +51,6 @@ class Paths:
     @property
     def logfile(self) -> Path:
         return self.state_dir / "semdexd.log"
-
-    @property
-    def manifest(self) -> Path:
-        return self.data_dir / "manifest.sqlite3"
 
     @property
     def chroma_dir(self) -> Path:
