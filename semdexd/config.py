@@ -80,7 +80,7 @@ class ModelConfig:
 class PoolConfig:
     """The embedding worker pool."""
 
-    workers: int = 0                    # 0 = one per core
+    workers: int = 0                    # 0 = one per core, bounded by memory (semdexd.resources)
     threads_per_worker: int = 1
     batch_size: int = 4                 # texts per batch, length-sorted (bench embed: 4 ~ 8 > 16 > 32 per CPU-s)
     max_texts_per_worker: int = 20000   # restart a worker (when idle) after this many texts
@@ -152,7 +152,12 @@ class Config:
 
     @property
     def worker_count(self) -> int:
-        return self.pool.workers or max(1, (os.cpu_count() or 1) // max(1, self.pool.threads_per_worker))
+        """``[pool] workers``, or for 0 one per usable core bounded by the memory budget."""
+        if self.pool.workers:
+            return self.pool.workers
+        from semdexd.resources import default_workers, memory_budget_mb, usable_cores
+
+        return default_workers(usable_cores(), self.pool.threads_per_worker, memory_budget_mb())
 
 
 # ---------------------------------------------------------------- XDG
@@ -245,7 +250,7 @@ def _optional_path(value: Any) -> Path | None:
 
 def _validate(cfg: Config) -> Config:
     checks = [
-        (cfg.pool.workers >= 0, "[pool] workers must be >= 0 (0 = one per core)"),
+        (cfg.pool.workers >= 0, "[pool] workers must be >= 0 (0 = one per core, bounded by memory)"),
         (cfg.pool.threads_per_worker >= 1, "[pool] threads_per_worker must be >= 1"),
         (cfg.pool.batch_size >= 1, "[pool] batch_size must be >= 1"),
         (cfg.pool.cache_mb >= 0, "[pool] cache_mb must be >= 0"),
