@@ -20,6 +20,11 @@ DEFAULT_EXCLUDES: tuple[str, ...] = (
     ".git/", ".hg/", ".svn/", "node_modules/", ".venv/", "venv/", "env/", "__pycache__/",
     ".mypy_cache/", ".pytest_cache/", ".ruff_cache/", ".tox/", ".nox/", "build/", "dist/",
     "target/", ".next/", ".cache/", "*.egg-info/", "site-packages/", "vendor/",
+    # caches, package stores and trash (they matter when watching $HOME, or with hidden = true)
+    "bower_components/", "__pypackages__/", ".npm/", ".yarn/", ".pnpm-store/", ".gradle/", ".m2/",
+    ".ivy2/", ".cargo/registry/", ".cargo/git/", ".rustup/", ".ccache/", ".sass-cache/",
+    ".parcel-cache/", ".ipynb_checkpoints/", ".terraform/", ".direnv/", ".Trash/", ".Trash-*/",
+    ".local/share/Trash/", "Library/Caches/", ".thumbnails/",
     "*.lock", "package-lock.json", "pnpm-lock.yaml", "poetry.lock", "Cargo.lock",
     "*.min.js", "*.min.css", "*.map", "*.pyc", "*.o", "*.so", "*.dylib", "*.dll", "*.class",
     "*.sqlite", "*.sqlite3", "*.db",

@@ -1,5 +1,8 @@
 """Which paths under a watched folder are indexed: default excludes, config globs, hidden files,
 and the tree's own ``.gitignore`` / ``.semdexignore`` files (gitignore semantics via pathspec).
+With the default excludes on, pseudo filesystems are never entered (`semdexd.mounts`: /proc,
+/sys, /dev, /run below a watched ``/``, and mounts of types like proc, sysfs, tmpfs), and the
+daemon's own data/state/runtime folders are never indexed (that would feed back on itself).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from pathlib import Path
 import pathspec
 
 from semdexd.config import DEFAULT_EXCLUDES, IndexConfig
+from semdexd.mounts import MountTable, pseudo_paths_below
 
 IGNORE_FILES = (".gitignore", ".semdexignore")
 # Editors' swap, backup and temp files: never worth indexing, and they churn on every keystroke.
@@ -25,8 +29,12 @@ class IgnoreRules:
     """Answers `ignored(path, is_dir)` for paths below ``root``. Thread-safe; ignore files are
     read lazily per folder and cached until `invalidate(folder)`."""
 
-    def __init__(self, root: Path, cfg: IndexConfig) -> None:
+    def __init__(self, root: Path, cfg: IndexConfig, own_dirs: tuple[Path, ...] = ()) -> None:
         self.root = root
+        fixed = pseudo_paths_below(root) if cfg.default_excludes else ()
+        own = tuple(d.resolve() for d in own_dirs)
+        self._never = fixed + tuple(d for d in own if root in d.parents)  # folders never entered
+        self._mounts = MountTable()
         self._cfg = cfg
         base = list(EDITOR_TEMP) + (list(DEFAULT_EXCLUDES) if cfg.default_excludes else []) + list(cfg.exclude)
         self._base = _spec(base)
@@ -63,6 +71,8 @@ class IgnoreRules:
         parts = rel.parts
         if not parts:
             return False
+        if self._never and any(path == d or d in path.parents for d in self._never):
+            return True
         for depth in range(1, len(parts) + 1):
             last = depth == len(parts)
             if self._excluded(parts[:depth], is_dir if last else True):
@@ -70,6 +80,10 @@ class IgnoreRules:
         if not is_dir and self._include is not None:
             return not self._include.match_file(rel.as_posix())
         return False
+
+    def pseudo_mount(self, folder: Path) -> bool:
+        """True when ``folder`` is the mount point of a pseudo filesystem not to descend into."""
+        return self._cfg.default_excludes and self._mounts.is_pseudo(folder)
 
     def _excluded(self, parts: tuple[str, ...], is_dir: bool) -> bool:
         name = parts[-1]
@@ -98,15 +112,17 @@ def walk(root: Path, rules: IgnoreRules, follow_symlinks: bool) -> "list[tuple[P
     """
     out: list[tuple[Path, os.stat_result | None]] = []
     seen_dirs: set[tuple[int, int]] = set()
-    stack = [root]
+    stack: list[tuple[Path, int | None]] = [(root, None)]   # (folder, its parent's st_dev)
     while stack:
-        folder = stack.pop()
+        folder, parent_dev = stack.pop()
         try:
             st = folder.stat()
             key = (st.st_dev, st.st_ino)
             if key in seen_dirs:
                 continue
             seen_dirs.add(key)
+            if parent_dev is not None and st.st_dev != parent_dev and rules.pseudo_mount(folder.resolve()):
+                continue  # another filesystem starts here, and it is /proc, a tmpfs, ...
             entries = list(os.scandir(folder))
         except OSError:
             continue
@@ -121,7 +137,7 @@ def walk(root: Path, rules: IgnoreRules, follow_symlinks: bool) -> "list[tuple[P
                 continue
             if is_dir:
                 if not is_link or follow_symlinks:
-                    stack.append(path)
+                    stack.append((path, st.st_dev))
                 continue
             try:
                 out.append((path, entry.stat(follow_symlinks=False)))

@@ -92,7 +92,8 @@ class Indexer:
     # ------------------------------------------------------------ folders & scanning
 
     def set_folders(self, folders: Sequence[Path]) -> None:
-        self.roots = {Path(f): IgnoreRules(Path(f), self.cfg.index) for f in folders}
+        own = (self.cfg.paths.data_dir, self.cfg.paths.state_dir, self.cfg.paths.runtime_dir)
+        self.roots = {Path(f): IgnoreRules(Path(f), self.cfg.index, own) for f in folders}
 
     def root_of(self, path: Path) -> tuple[Path, IgnoreRules] | None:
         for root, rules in self.roots.items():
