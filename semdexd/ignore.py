@@ -14,7 +14,7 @@ from pathlib import Path
 import pathspec
 
 from semdexd.config import DEFAULT_EXCLUDES, IndexConfig
-from semdexd.mounts import MountTable, pseudo_paths_below
+from semdexd.mounts import PSEUDO_PATHS, MountTable, pseudo_paths_below
 
 IGNORE_FILES = (".gitignore", ".semdexignore")
 # Editors' swap, backup and temp files: never worth indexing, and they churn on every keystroke.
@@ -81,6 +81,10 @@ class IgnoreRules:
             return not self._include.match_file(rel.as_posix())
         return False
 
+    def has_pseudo_below(self) -> bool:
+        """True when fixed pseudo paths (/proc, /sys, ...) lie below the root (it is ``/``)."""
+        return any(d in PSEUDO_PATHS for d in self._never)
+
     def pseudo_mount(self, folder: Path) -> bool:
         """True when ``folder`` is the mount point of a pseudo filesystem not to descend into."""
         return self._cfg.default_excludes and self._mounts.is_pseudo(folder)
@@ -102,6 +106,32 @@ class IgnoreRules:
             if result is not None:
                 decision = result
         return bool(decision)
+
+
+def watch_points(root: Path, rules: IgnoreRules) -> list[tuple[Path, bool]]:
+    """Where to put (path, recursive) watches for ``root``: the root itself, recursively, except
+    when pseudo filesystems lie right below it (watching ``/``): then the root alone, plus each of
+    its admitted sub-folders recursively, so that no watch is ever set in /proc, /sys, /dev, /run.
+    """
+    if not rules.has_pseudo_below():
+        return [(root, True)]
+    points = [(root, False)]
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError:
+        return points
+    for entry in entries:
+        path = Path(entry.path)
+        try:
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if not is_dir or rules.ignored(path, True):
+                continue
+            if entry.stat(follow_symlinks=False).st_dev != root.stat().st_dev and rules.pseudo_mount(path):
+                continue
+        except OSError:
+            continue
+        points.append((path, True))
+    return points
 
 
 def walk(root: Path, rules: IgnoreRules, follow_symlinks: bool) -> "list[tuple[Path, os.stat_result | None]]":

@@ -16,7 +16,7 @@ import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from semdexd.ignore import IGNORE_FILES, walk
+from semdexd.ignore import IGNORE_FILES, walk, watch_points
 from semdexd.index import Indexer
 
 log = structlog.get_logger()
@@ -51,8 +51,9 @@ class Watcher:
     def start(self) -> None:
         handler = _Handler(self._on_event)
         for root in self.indexer.roots:
-            if root.is_dir():
-                self._observer.schedule(handler, str(root), recursive=True)
+            if root.is_dir():  # watching /: never set watches in /proc, /sys, /dev, /run
+                for path, recursive in watch_points(root, self.indexer.roots[root]):
+                    self._observer.schedule(handler, str(path), recursive=recursive)
             else:
                 log.warning("folder_missing", folder=str(root))
         self._observer.daemon = True

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from semdexd.config import IndexConfig
-from semdexd.ignore import IgnoreRules, walk
+from semdexd.ignore import IgnoreRules, walk, watch_points
 from semdexd.mounts import MountTable, parse_mountinfo, pseudo_paths_below
 
 
@@ -110,3 +110,12 @@ def test_a_scan_does_not_cross_into_pseudo_mounts(mounted: Path) -> None:
     assert found(mounted, without) == {"docs/a.md", "scratch/b.md"}
     assert IgnoreRules(mounted, IndexConfig()).pseudo_mount(mounted / "proc-copy")
     assert not IgnoreRules(mounted, without).pseudo_mount(mounted / "proc-copy")
+
+
+def test_watching_root_sets_no_watch_in_pseudo_filesystems(tmp_path: Path) -> None:
+    assert watch_points(tmp_path, IgnoreRules(tmp_path, IndexConfig())) == [(tmp_path, True)]
+    points = watch_points(Path("/"), IgnoreRules(Path("/"), IndexConfig()))
+    assert points[0] == (Path("/"), False), "the root alone, for files and folders created in it"
+    recursive = {p for p, rec in points[1:] if rec}
+    assert len(recursive) == len(points) - 1 and Path("/usr") in recursive
+    assert not recursive & {Path("/proc"), Path("/sys"), Path("/dev"), Path("/run")}
