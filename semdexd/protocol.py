@@ -20,19 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from semdexd import PROTOCOL_VERSION
+from semdexd.api.types import METHODS as API_METHODS
 
 REQUEST, RESPONSE, NOTIFY = 0, 1, 2  # msgpack-rpc message types
 
-METHODS: tuple[str, ...] = (
-    "search", "similar", "status", "reindex", "pause", "resume", "embed", "version",
-)
+METHODS: tuple[str, ...] = tuple(API_METHODS)  # derived from the request types (semdexd.api.types)
 
 ERROR_CODES: tuple[str, ...] = (
-    "bad_request",      # malformed message, wrong or missing params
+    "bad_request",      # malformed message (not JSON / msgpack-rpc, params not an object)
+    "invalid_params",   # a param of the wrong type, out of its range, unknown, missing, a relative path
     "unknown_method",   # no such method (or an unsupported protocol version prefix)
     "too_large",        # a frame above the daemon's max_request_bytes; the connection closes
     "not_found",        # e.g. `similar` on a file that is not indexed
-    "unavailable",      # the method exists but cannot run now (not implemented yet, shutting down)
+    "unavailable",      # the method exists but cannot run now (still starting, failed to start)
     "internal",         # a bug in the daemon; logged with a traceback, the daemon keeps serving
 )
 
@@ -119,7 +119,17 @@ def call_json(path: Path | str, method: str, params: dict[str, Any] | None = Non
 
 
 __all__ = [
-    "PROTOCOL_VERSION", "REQUEST", "RESPONSE", "NOTIFY", "METHODS", "ERROR_CODES",
-    "is_msgpack_array_start", "split_method", "normalise_params", "jsonable", "encode_json",
-    "error", "call_json",
+    "ERROR_CODES",
+    "METHODS",
+    "NOTIFY",
+    "PROTOCOL_VERSION",
+    "REQUEST",
+    "RESPONSE",
+    "call_json",
+    "encode_json",
+    "error",
+    "is_msgpack_array_start",
+    "jsonable",
+    "normalise_params",
+    "split_method",
 ]

@@ -15,7 +15,13 @@ from typing import Any, Protocol
 import msgpack
 
 from semdexd.protocol import (
-    NOTIFY, REQUEST, RESPONSE, WHITESPACE, encode_json, is_msgpack_array_start, jsonable,
+    NOTIFY,
+    REQUEST,
+    RESPONSE,
+    WHITESPACE,
+    encode_json,
+    is_msgpack_array_start,
+    jsonable,
 )
 
 
