@@ -59,7 +59,8 @@ def normalise_params(params: Any) -> dict[str, Any]:
     """Named params from what a client sent.
 
     Accepts a dict, ``None`` or an empty array (no params), or an array whose single element is a
-    dict (what Neovim's ``rpcrequest(chan, method, {...})`` sends). Raises ValueError otherwise.
+    dict (what Neovim's ``rpcrequest(chan, method, {...})`` sends) or an empty array (Neovim's
+    ``{}``). Raises ValueError otherwise.
     """
     if params is None:
         return {}
@@ -70,6 +71,8 @@ def normalise_params(params: Any) -> dict[str, Any]:
             return {}
         if len(params) == 1 and isinstance(params[0], dict):
             return params[0]
+        if len(params) == 1 and params[0] == []:
+            return {}  # Neovim sends an empty Lua table ({}) as an empty array
     raise ValueError("params must be an object of named params (or an array holding one object)")
 
 
@@ -93,6 +96,32 @@ def encode_json(obj: Any) -> bytes:
 def error(code: str, message: str) -> dict[str, str]:
     """The wire form of an error."""
     return {"code": code, "message": message}
+
+
+# Neovim's msgpack-rpc keeps an error's text only when it is a string or ``[type, message]``
+# with type 0 (Exception) or 1 (Validation) (src/nvim/msgpack_rpc/channel.c); anything else
+# reads "unknown error". Errors caused by the request itself are Validation errors.
+NVIM_EXCEPTION, NVIM_VALIDATION = 0, 1
+_VALIDATION_CODES = frozenset({"bad_request", "invalid_params", "unknown_method", "too_large", "not_found"})
+
+
+def rpc_error(err: dict[str, str]) -> list[Any]:
+    """The msgpack-rpc form of an error: ``[type, "code: message"]`` (what Neovim shows)."""
+    kind = NVIM_VALIDATION if err.get("code") in _VALIDATION_CODES else NVIM_EXCEPTION
+    return [kind, f"{err.get('code')}: {err.get('message')}"]
+
+
+def parse_rpc_error(raw: Any) -> tuple[str, str]:
+    """``(code, message)`` from a msgpack-rpc error: ``[type, "code: message"]``, a
+    ``{code, message}`` map (JSON lines, older daemons) or a bare string."""
+    if isinstance(raw, dict):
+        return str(raw.get("code", "error")), str(raw.get("message", raw))
+    text = raw[1] if isinstance(raw, (list, tuple)) and len(raw) == 2 else raw
+    text = str(text)
+    code, sep, message = text.partition(": ")
+    if sep and code in ERROR_CODES:
+        return code, message
+    return "error", text
 
 
 def call_json(path: Path | str, method: str, params: dict[str, Any] | None = None,

@@ -22,7 +22,7 @@ import pytest
 import structlog
 
 from semdexd.errors import ApiError
-from semdexd.protocol import encode_json
+from semdexd.protocol import encode_json, parse_rpc_error
 from semdexd.server import Server, SocketInUse
 from tests.support import wait_for
 from tests.test_daemon import DaemonProcess
@@ -62,8 +62,13 @@ class Raw:
         return self.mp_reply()
 
     def mp_reply(self) -> Any:
+        """The next msgpack message; a response's error ``[type, "code: message"]`` is read back
+        as ``{"code", "message"}`` (the wire form is checked in test_msgpack_errors_are_what_neovim_reads)."""
         while True:
             for obj in self.unpacker:
+                if isinstance(obj, list) and len(obj) == 4 and obj[0] == 1 and obj[2] is not None:
+                    code, message = parse_rpc_error(obj[2])
+                    obj[2] = {"code": code, "message": message}
                 return obj
             chunk = self.sock.recv(65536)
             assert chunk, "connection closed without a reply"
@@ -288,6 +293,18 @@ def test_msgpack_requests_neovim_params_and_notifications(harness: Harness) -> N
     assert c.mp({"not": "rpc"})[2]["code"] == "bad_request"  # well-formed msgpack: the stream goes on
     assert c.mp([0, "id", "version", []])[2]["code"] == "bad_request"
     assert c.mp([0, 8, "version", []])[1] == 8
+
+
+def test_msgpack_errors_are_what_neovim_reads(harness: Harness) -> None:
+    c = harness.connect()
+    c.send(msgpack.packb([0, 1, "refuse", []]) + msgpack.packb([0, 2, "boom", []]))
+    raw = msgpack.Unpacker(raw=False)
+    got: list[Any] = []
+    while len(got) < 2:
+        raw.feed(c.sock.recv(65536))
+        got += list(raw)
+    assert got[0] == [1, 1, [1, "not_found: no such file"], None]  # [Validation, "code: message"]
+    assert got[1][2][0] == 0 and got[1][2][1].startswith("internal: boom failed (RuntimeError: kaboom)")
 
 
 def test_msgpack_truncated_message_gets_an_error_then_close(harness: Harness) -> None:
