@@ -369,3 +369,33 @@ def test_cli_against_the_real_daemon(live: DaemonProcess) -> None:
     assert waited.returncode == 4 and "reports an error" in waited.stderr and "no-such-model" in waited.stderr
     wrong = live.tool("semdex", "--timeout", "60", "embed", "x")  # the model never loads here
     assert wrong.returncode == 4 and "semdexd refused the request" in wrong.stderr
+
+
+# ---------------------------------------------------------------- the socket path, leniently
+
+
+@pytest.mark.parametrize("text", [
+    '[server]\nsocket = "{sock}"\n[index]\nfolderz = ["~/x"]\n',           # unknown key elsewhere
+    '[server]\nsocket = "{sock}"  # mine\n[pool]\nworkers = "two"\n',      # wrong type elsewhere
+    '[index]\nfolders = [~/notes\n[server]\nsocket = "{sock}"\n',           # not valid TOML
+])
+def test_a_config_typo_does_not_lock_the_cli_out(fake: Fake, tmp_path: Path, text: str) -> None:
+    from client.paths import resolve_socket_path
+
+    config = tmp_path / "config.toml"
+    config.write_text(text.replace("{sock}", str(fake.socket)))
+    assert resolve_socket_path(None, str(config), env={}) == fake.socket
+    result = fake.semdex("version", "--config", str(config), socket=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_unreadable_socket_key_falls_back_to_the_default(tmp_path: Path) -> None:
+    from client.paths import resolve_socket_path
+
+    env = {"XDG_RUNTIME_DIR": str(tmp_path / "run"), "XDG_CONFIG_HOME": str(tmp_path / "cfg"), "HOME": str(tmp_path)}
+    default = tmp_path / "run" / "semdex" / "semdexd.sock"
+    assert resolve_socket_path(env=env) == default  # no config file at all
+    (tmp_path / "cfg" / "semdex").mkdir(parents=True)
+    for text in ("[server]\nsocket = 5\n", "\xff garbage", "[server\nsocket = \"/x\"", "[server]\nsocket = \"\"\n"):
+        (tmp_path / "cfg" / "semdex" / "config.toml").write_text(text, errors="surrogateescape")
+        assert resolve_socket_path(env=env) == default, text
