@@ -15,8 +15,9 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 _SECTION = re.compile(r"^\s*\[\s*([^\]\s]+)\s*\]\s*(#.*)?$")
 _SOCKET = re.compile(r"""^\s*socket\s*=\s*("(?:[^"\\]|\\.)*"|'[^']*')\s*(#.*)?$""")

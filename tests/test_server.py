@@ -587,3 +587,25 @@ def test_silent_and_half_sent_connections_cannot_lock_the_cli_out(live: DaemonPr
     finally:
         for hog in hogs:
             hog.close()
+
+
+@pytest.mark.parametrize("bad,code", [
+    (b'{"id": 1, "method": "search", "params": ' + b"[" * 1000 + b"]" * 1000 + b"}\n", "bad_request"),
+    (b'{"id": 1, "method": "search", "params": {"query": "x", "type": [1, 2]}}\n', "invalid_params"),
+    (b'{"id": 1, "method": "search", "params": {"query": "x", "since": 1e308}}\n', "invalid_params"),
+    (b'{"id": 1, "method": "search", "params": {"query": "x", "since": ' + str(10**30).encode() + b"}}\n",
+     "invalid_params"),
+    (msgpack.packb([0, 1, "search", [{"query": "x", "since": 1e308}]]), "invalid_params"),
+    (bytes.fromhex("93"), "bad_request"),
+    (bytes.fromhex("940001dbffffffff"), "bad_request"),
+    (bytes.fromhex("dcffff"), "bad_request"),
+])
+def test_protocol_edges_get_exactly_one_error_reply(live: DaemonProcess, bad: bytes, code: str) -> None:
+    c = Raw(live.socket)
+    c.send(bad)
+    c.sock.shutdown(socket.SHUT_WR)
+    reply = c.json_reply() if bad[:1] == b"{" else c.mp_reply()
+    error = reply["error"] if isinstance(reply, dict) else reply[2]
+    assert error["code"] == code, error
+    assert c.closed() and c.buf == b"", "one reply, then the connection ends"
+    assert Raw(live.socket).json({"id": 2, "method": "version"})["error"] is None

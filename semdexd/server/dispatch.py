@@ -50,7 +50,7 @@ class Dispatcher:
         outcome = self._run(method, params)
         ms = round((time.perf_counter() - started) * 1000, 2)
         err = outcome[0]
-        level = "debug" if method in QUIET_METHODS and err is None else "info"
+        level = "debug" if isinstance(method, str) and method in QUIET_METHODS and err is None else "info"
         getattr(self._log, level)("request", method=method if isinstance(method, str) else repr(method),
                                   ms=ms, error=err["code"] if err else None)
         return outcome
