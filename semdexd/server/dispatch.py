@@ -70,6 +70,6 @@ class Dispatcher:
         except (TypeError, KeyError, ValueError) as exc:
             detail = f"missing or bad param {exc}" if isinstance(exc, KeyError) else str(exc)
             return error("bad_request", f"{method}: {detail}"), None
-        except Exception as exc:  # a bug in a handler: report, log, keep serving
+        except Exception as exc:  # noqa: BLE001 - a bug in a handler: report, log, keep serving
             self._log.exception("handler_failed", method=method)
             return error("internal", f"{method} failed ({type(exc).__name__}: {exc}); see the daemon log"), None
