@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import msgpack
 import pytest

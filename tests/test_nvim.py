@@ -38,7 +38,7 @@ vim.cmd("qa!")
 """)
     assert NVIM is not None
     proc = subprocess.run([NVIM, "--headless", "-u", "NONE", "-i", "NONE", "-n", "-c", f"luafile {script}"],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
     assert result.exists(), f"nvim wrote nothing: rc={proc.returncode} {proc.stderr}"
     return json.loads(result.read_text())
 
