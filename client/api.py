@@ -184,6 +184,8 @@ class Client:
             line = bytes(self._buf[:newline])
             del self._buf[: newline + 1]
             msg = json.loads(line)
+            if "method" in msg:
+                continue  # a notification (after subscribe), not a reply
             if msg.get("id") == self._msgid or msg.get("id") is None:
                 return msg.get("error"), msg.get("result")
         return None

@@ -66,6 +66,19 @@ def test_publisher_sends_changes_only() -> None:
     assert kinds == [("state", "indexing", None), ("state", "idle", None), ("progress", "idle", 2)]
 
 
+def test_a_new_subscriber_gets_the_current_state_even_when_nothing_changes() -> None:
+    hub = EventHub()
+    pub = Publisher(hub, lambda: {"state": "idle", "files_done": 3})
+    first = hub.subscribe()
+    pub.poll_once()
+    assert first.get(0) is not None
+    hub.unsubscribe(first)
+    second = hub.subscribe()  # nothing cached any more, and the snapshot has not changed
+    pub.poll_once()
+    got = [second.get(0), second.get(0)]
+    assert [e.kind for e in got if e] == ["state", "progress"]
+
+
 # ---------------------------------------------------------------- a real service on a socket
 
 
@@ -157,3 +170,15 @@ def test_subscribe_params_are_validated(served: Any) -> None:
     error = c.json({"id": 1, "method": "subscribe", "params": {"events": ["gossip"]}})["error"]
     assert error["code"] == "invalid_params" and "progress, state" in error["message"]
     assert c.json({"id": 2, "method": "nope"})["error"]["message"].endswith("status, subscribe, unsubscribe, version")
+
+
+@pytest.mark.parametrize("framing", ["json", "msgpack"])
+def test_the_client_library_skips_notifications_between_replies(served: Any, framing: str) -> None:
+    from client.api import Client
+
+    server, service = served
+    with Client(server.path, timeout=30, framing=framing) as c:
+        assert c.call("subscribe", events=["state", "progress"])["subscribed"] is True
+        wait_for(lambda: service.events.last("progress") is not None, 10, "the first events to be published")
+        for _ in range(3):
+            assert c.call("version")["protocol"] == 1
