@@ -24,8 +24,7 @@ import msgpack
 from semdexd.bench.index import _bench_config, _wait
 from semdexd.config import Config
 
-WORDS = ("index search vector chunk model socket daemon worker query folder file line token "
-         "editor plugin progress event state idle queue").split()
+WORDS = ["index", "search", "vector", "chunk", "model", "socket", "daemon", "worker", "query", "folder", "file", "line", "token", "editor", "plugin", "progress", "event", "state", "idle", "queue"]
 
 
 def _generate(folder: Path, files: int = 60) -> None:
