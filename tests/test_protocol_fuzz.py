@@ -23,7 +23,7 @@ from semdexd.api.types import METHODS
 from semdexd.protocol import ERROR_CODES, encode_json, parse_rpc_error
 from tests.test_daemon import DaemonProcess
 
-WIRE_NAMES = sorted({name for s in all_schemas()["methods"].values() for name in s["properties"]})
+WIRE_NAMES = sorted({name for s in all_schemas().values() for name in s["properties"]})
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1)
