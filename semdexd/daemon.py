@@ -164,14 +164,17 @@ def _reload(service: Any, cfg: Config, reload_config: Callable[[], Config], log:
         new_cfg = reload_config()
     except ConfigError as exc:
         log.error("reload_failed", error=str(exc), kept="previous config")
+        service.reload_error = str(exc)  # shown by `status` until a reload succeeds
         return
     if new_cfg.socket_path != cfg.socket_path:
         log.warning("socket_change_needs_restart", old=str(cfg.socket_path), new=str(new_cfg.socket_path))
     try:
         service.reload(new_cfg)
-    except Exception:
+    except Exception as exc:
         log.exception("reload_failed", kept="previous config")
+        service.reload_error = f"{type(exc).__name__}: {exc}"
         return
+    service.reload_error = None
     log.info("config_reloaded", folders=[str(f) for f in new_cfg.index.folders])
 
 
@@ -190,7 +193,9 @@ def serve(cfg: Config, reload_config: Callable[[], Config], log: Any,
         service = Service(cfg)
         log.info("starting", pid=os.getpid(), folders=[str(f) for f in cfg.index.folders])
         service.start()
-        server = Server(cfg.socket_path, service.handlers(), max_request_bytes=cfg.server.max_request_bytes, log=log)
+        server = Server(cfg.socket_path, service.handlers(), max_request_bytes=cfg.server.max_request_bytes, log=log,
+                        max_connections=cfg.server.max_connections, request_timeout_s=cfg.server.request_timeout_s,
+                        idle_timeout_s=cfg.server.idle_timeout_s, hub=service.events)
         try:
             server.start()
             if notify_ready is not None:

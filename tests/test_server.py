@@ -6,6 +6,7 @@ the last group drives a real `semdexd run` process with raw clients in both fram
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,7 +24,7 @@ import pytest
 import structlog
 
 from semdexd.errors import ApiError
-from semdexd.protocol import encode_json
+from semdexd.protocol import encode_json, parse_rpc_error
 from semdexd.server import Server, SocketInUse
 from tests.support import wait_for
 from tests.test_daemon import DaemonProcess
@@ -62,8 +64,13 @@ class Raw:
         return self.mp_reply()
 
     def mp_reply(self) -> Any:
+        """The next msgpack message; a response's error ``[type, "code: message"]`` is read back
+        as ``{"code", "message"}`` (the wire form is checked in test_msgpack_errors_are_what_neovim_reads)."""
         while True:
             for obj in self.unpacker:
+                if isinstance(obj, list) and len(obj) == 4 and obj[0] == 1 and obj[2] is not None:
+                    code, message = parse_rpc_error(obj[2])
+                    obj[2] = {"code": code, "message": message}
                 return obj
             chunk = self.sock.recv(65536)
             assert chunk, "connection closed without a reply"
@@ -230,7 +237,7 @@ def test_json_requests_params_forms_and_versions(harness: Harness) -> None:
     assert c.json({"method": "version"})["id"] is None
     assert c.json({"id": 5, "method": "v2.echo"})["error"]["code"] == "unknown_method"
     assert c.json({"id": 6, "method": "nope"})["error"]["code"] == "unknown_method"
-    assert c.json({"id": 7, "method": "similar"})["error"]["code"] == "unavailable"  # protocol method not served
+    assert c.json({"id": 7, "method": "similar"})["error"]["code"] == "unknown_method"  # not in this handler map
     assert c.json({"id": 8, "method": 42})["error"]["code"] == "bad_request"
     assert c.json({"id": 9, "method": "echo", "params": [1, 2]})["error"]["code"] == "bad_request"
     assert c.json({"id": 10, "method": "echo", "params": "x"})["error"]["code"] == "bad_request"
@@ -288,6 +295,18 @@ def test_msgpack_requests_neovim_params_and_notifications(harness: Harness) -> N
     assert c.mp({"not": "rpc"})[2]["code"] == "bad_request"  # well-formed msgpack: the stream goes on
     assert c.mp([0, "id", "version", []])[2]["code"] == "bad_request"
     assert c.mp([0, 8, "version", []])[1] == 8
+
+
+def test_msgpack_errors_are_what_neovim_reads(harness: Harness) -> None:
+    c = harness.connect()
+    c.send(msgpack.packb([0, 1, "refuse", []]) + msgpack.packb([0, 2, "boom", []]))
+    raw = msgpack.Unpacker(raw=False)
+    got: list[Any] = []
+    while len(got) < 2:
+        raw.feed(c.sock.recv(65536))
+        got += list(raw)
+    assert got[0] == [1, 1, [1, "not_found: no such file"], None]  # [Validation, "code: message"]
+    assert got[1][2][0] == 0 and got[1][2][1].startswith("internal: boom failed (RuntimeError: kaboom)")
 
 
 def test_msgpack_truncated_message_gets_an_error_then_close(harness: Harness) -> None:
@@ -401,24 +420,57 @@ def test_many_concurrent_clients_in_both_framings(harness: Harness) -> None:
     assert not failures
 
 
-def test_connections_beyond_the_limit_are_closed() -> None:
+def test_full_slots_evict_the_longest_idle_connection() -> None:
     h = Harness(max_connections=2)
     h.server.start()
     try:
-        a, b = h.connect(), h.connect()
+        a = h.connect()
+        assert a.json({"id": 1, "method": "version"})["error"] is None
+        b = h.connect()
         wait_for(lambda: h.server.active_connections == 2, 30, "two connections to be admitted")
         extra = h.connect()
-        assert extra.closed(), "the third connection is closed at once"
-        assert a.json({"id": 1, "method": "version"})["error"] is None
-        assert b.json({"id": 1, "method": "version"})["error"] is None
-        a.close()
-        wait_for(lambda: h.server.active_connections == 1, 30, "a slot to free up")
-        assert h.connect().json({"id": 2, "method": "version"})["error"] is None
+        assert extra.json({"id": 2, "method": "version"})["error"] is None, "room was made"
+        assert a.closed(), "a was idle the longest"
+        b.send(b'{"id": 3, "method": "version"}\n')
+        assert b.json_reply()["id"] == 3
     finally:
         h.close()
 
 
-# ---------------------------------------------------------------- peer credentials
+def test_busy_connections_are_not_evicted() -> None:
+    h = Harness(max_connections=2)
+    h.server.start()
+    try:
+        a, b = h.connect(), h.connect()
+        a.send(encode_json({"id": 1, "method": "wait"}))
+        b.send(b'{"id": 2, "method": "ech')  # mid-request
+        wait_for(lambda: h.server.active_connections == 2, 30, "two connections to be admitted")
+        assert h.connect().closed(), "both are busy: the new connection is refused"
+        h.release.set()
+        assert a.json_reply()["result"] == {"released": True}
+    finally:
+        h.close()
+
+
+def test_silent_half_sent_and_idle_connections_time_out() -> None:
+    h = Harness(request_timeout_s=0.5, idle_timeout_s=1.0)
+    h.server.start()
+    try:
+        silent = h.connect()
+        half_json, half_mp = h.connect(), h.connect()
+        half_json.send(b'{"id": 1, "method": "vers')
+        half_mp.send(b"\x94\x00\x01")
+        idle = h.connect()
+        assert idle.json({"id": 1, "method": "version"})["error"] is None
+        assert silent.closed() and silent.buf == b"", "closed without a word: it sent nothing"
+        reply = half_json.json_reply()
+        assert reply["error"]["code"] == "bad_request" and "incomplete" in reply["error"]["message"]
+        assert half_json.closed()
+        assert half_mp.mp_reply()[2]["code"] == "bad_request" and half_mp.closed()
+        assert idle.closed()
+        wait_for(lambda: h.server.active_connections == 0, 30, "every slot to free up")
+    finally:
+        h.close()
 
 
 def test_a_peer_with_another_uid_is_refused() -> None:
@@ -496,7 +548,7 @@ def test_daemon_answers_both_framings(live: DaemonProcess) -> None:
     encode_json({"id": 1, "method": "no_such_method"}),
     encode_json({"id": 1, "method": "search", "params": {"query": 12}}),
     msgpack.packb([0, 1, "search", [{"query": ["not", "a", "string"]}]]),
-    msgpack.packb([0, 1, "embed", [{"texts": "not a list"}]]),
+    msgpack.packb([0, 1, "embed", [{"texts": [1, 2]}]]),
 ])
 def test_daemon_errors_on_bad_input_while_others_are_served(live: DaemonProcess, bad: bytes) -> None:
     other = Raw(live.socket)
@@ -506,7 +558,7 @@ def test_daemon_errors_on_bad_input_while_others_are_served(live: DaemonProcess,
     assert other.json({"id": 1, "method": "status"})["error"] is None
     reply = c.mp_reply() if bad[0] != ord("{") and bad[0] >= 0x90 else c.json_reply()
     error = reply[2] if isinstance(reply, list) else reply["error"]
-    assert error["code"] in ("bad_request", "unknown_method"), error
+    assert error["code"] in ("bad_request", "unknown_method", "invalid_params"), error
     assert Raw(live.socket).mp([0, 2, "version", []])[2] is None
     assert live.proc.poll() is None
 
@@ -515,3 +567,45 @@ def test_daemon_errors_on_bad_input_while_others_are_served(live: DaemonProcess,
 def test_daemon_refuses_a_100_mb_frame(live: DaemonProcess, framing: str) -> None:
     check_huge_frame_refused(live.socket, framing)
     assert live.answers()
+
+
+def test_silent_and_half_sent_connections_cannot_lock_the_cli_out(live: DaemonProcess) -> None:
+    from tests.test_daemon import command
+
+    hogs = [Raw(live.socket) for _ in range(72)]  # beyond max_connections (64)
+    try:
+        for i, hog in enumerate(hogs):
+            if i % 2:
+                hog.send(b'{"id": 1, "method": "sta')  # half a line, never finished
+        env = {**live.env, "NO_COLOR": "1"}
+        started = time.monotonic()
+        cli = subprocess.run([*command("semdex"), "status", "--json", "--timeout", "10", "--socket", str(live.socket)],
+                             env=env, capture_output=True, text=True, timeout=60)
+        assert cli.returncode in (0, 4), cli.stderr  # 4: this daemon has no model (state error)
+        assert json.loads(cli.stdout)["state"] == "error", "the daemon answered"
+        assert time.monotonic() - started < 10
+    finally:
+        for hog in hogs:
+            hog.close()
+
+
+@pytest.mark.parametrize("bad,code", [
+    (b'{"id": 1, "method": "search", "params": ' + b"[" * 1000 + b"]" * 1000 + b"}\n", "bad_request"),
+    (b'{"id": 1, "method": "search", "params": {"query": "x", "type": [1, 2]}}\n', "invalid_params"),
+    (b'{"id": 1, "method": "search", "params": {"query": "x", "since": 1e308}}\n', "invalid_params"),
+    (b'{"id": 1, "method": "search", "params": {"query": "x", "since": ' + str(10**30).encode() + b"}}\n",
+     "invalid_params"),
+    (msgpack.packb([0, 1, "search", [{"query": "x", "since": 1e308}]]), "invalid_params"),
+    (bytes.fromhex("93"), "bad_request"),
+    (bytes.fromhex("940001dbffffffff"), "bad_request"),
+    (bytes.fromhex("dcffff"), "bad_request"),
+])
+def test_protocol_edges_get_exactly_one_error_reply(live: DaemonProcess, bad: bytes, code: str) -> None:
+    c = Raw(live.socket)
+    c.send(bad)
+    c.sock.shutdown(socket.SHUT_WR)
+    reply = c.json_reply() if bad[:1] == b"{" else c.mp_reply()
+    error = reply["error"] if isinstance(reply, dict) else reply[2]
+    assert error["code"] == code, error
+    assert c.closed() and c.buf == b"", "one reply, then the connection ends"
+    assert Raw(live.socket).json({"id": 2, "method": "version"})["error"] is None

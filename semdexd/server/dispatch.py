@@ -1,19 +1,21 @@
 """Method name + params -> handler call -> ``(error, result)``, never an exception.
 
 Resolution: ``search`` and ``v1.search`` name the same method; another version prefix is an
-``unknown_method``. A protocol method the service does not provide (yet) is ``unavailable``.
-Handler exceptions map to wire errors: ApiError as raised; TypeError/KeyError/ValueError ->
-``bad_request``; anything else -> ``internal`` (logged with its traceback).
+``unknown_method``, as is a name the handler map lacks. Handler exceptions map to wire errors:
+ApiError as raised (the API's handlers validate their params into typed requests and raise
+``invalid_params``); TypeError/KeyError/ValueError -> ``bad_request``; anything else ->
+``internal`` (logged with its traceback).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from semdexd import PROTOCOL_VERSION
 from semdexd.errors import ApiError
-from semdexd.protocol import METHODS, error, normalise_params, split_method
+from semdexd.protocol import error, normalise_params, split_method
 
 Handler = Callable[[dict[str, Any]], Any]
 Outcome = tuple[dict[str, str] | None, Any]
@@ -24,9 +26,10 @@ QUIET_METHODS = frozenset({"status", "version"})  # polled often: logged at debu
 class Dispatcher:
     """Calls the handler a request names. Thread-safe if the handlers are."""
 
-    def __init__(self, handlers: Mapping[str, Handler], log: Any) -> None:
+    def __init__(self, handlers: Mapping[str, Handler], log: Any, extra_names: Sequence[str] = ()) -> None:
         self._handlers = dict(handlers)
         self._log = log
+        self._names = ", ".join(sorted({*self._handlers, *extra_names}))  # listed in unknown_method
 
     def resolve(self, method: Any) -> Handler:
         """The handler for ``method``; raises ApiError if there is none."""
@@ -39,9 +42,7 @@ class Dispatcher:
         handler = self._handlers.get(name)
         if handler is not None:
             return handler
-        if name in METHODS:
-            raise ApiError("unavailable", f"method {name!r} is not available in this daemon yet")
-        raise ApiError("unknown_method", f"unknown method {method!r}; methods: {', '.join(sorted(self._handlers))}")
+        raise ApiError("unknown_method", f"unknown method {method!r}; methods: {self._names}")
 
     def dispatch(self, method: Any, params: Any) -> Outcome:
         """Run one request; returns ``(error, None)`` or ``(None, result)``."""
@@ -49,7 +50,7 @@ class Dispatcher:
         outcome = self._run(method, params)
         ms = round((time.perf_counter() - started) * 1000, 2)
         err = outcome[0]
-        level = "debug" if method in QUIET_METHODS and err is None else "info"
+        level = "debug" if isinstance(method, str) and method in QUIET_METHODS and err is None else "info"
         getattr(self._log, level)("request", method=method if isinstance(method, str) else repr(method),
                                   ms=ms, error=err["code"] if err else None)
         return outcome
@@ -69,6 +70,6 @@ class Dispatcher:
         except (TypeError, KeyError, ValueError) as exc:
             detail = f"missing or bad param {exc}" if isinstance(exc, KeyError) else str(exc)
             return error("bad_request", f"{method}: {detail}"), None
-        except Exception as exc:  # a bug in a handler: report, log, keep serving
+        except Exception as exc:  # noqa: BLE001 - a bug in a handler: report, log, keep serving
             self._log.exception("handler_failed", method=method)
             return error("internal", f"{method} failed ({type(exc).__name__}: {exc}); see the daemon log"), None
