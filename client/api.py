@@ -17,7 +17,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from semdexd.protocol import REQUEST, RESPONSE, encode_json
+from semdexd.protocol import REQUEST, RESPONSE, encode_json, parse_rpc_error
 
 try:
     import msgpack
@@ -85,9 +85,7 @@ class Client:
             self.close()
             raise TransportError(f"connection to semdexd failed: {exc}") from None
         if error is not None:
-            if isinstance(error, dict):
-                raise RemoteError(str(error.get("code", "error")), str(error.get("message", error)))
-            raise RemoteError("error", str(error))
+            raise RemoteError(*parse_rpc_error(error))
         return result
 
     def close(self) -> None:

@@ -163,14 +163,17 @@ def _reload(service: Any, cfg: Config, reload_config: Callable[[], Config], log:
         new_cfg = reload_config()
     except ConfigError as exc:
         log.error("reload_failed", error=str(exc), kept="previous config")
+        service.reload_error = str(exc)  # shown by `status` until a reload succeeds
         return
     if new_cfg.socket_path != cfg.socket_path:
         log.warning("socket_change_needs_restart", old=str(cfg.socket_path), new=str(new_cfg.socket_path))
     try:
         service.reload(new_cfg)
-    except Exception:
+    except Exception as exc:
         log.exception("reload_failed", kept="previous config")
+        service.reload_error = f"{type(exc).__name__}: {exc}"
         return
+    service.reload_error = None
     log.info("config_reloaded", folders=[str(f) for f in new_cfg.index.folders])
 
 

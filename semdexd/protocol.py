@@ -20,19 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from semdexd import PROTOCOL_VERSION
+from semdexd.api.types import METHODS as API_METHODS
 
 REQUEST, RESPONSE, NOTIFY = 0, 1, 2  # msgpack-rpc message types
 
-METHODS: tuple[str, ...] = (
-    "search", "similar", "status", "reindex", "pause", "resume", "embed", "version",
-)
+METHODS: tuple[str, ...] = tuple(API_METHODS)  # derived from the request types (semdexd.api.types)
 
 ERROR_CODES: tuple[str, ...] = (
-    "bad_request",      # malformed message, wrong or missing params
+    "bad_request",      # malformed message (not JSON / msgpack-rpc, params not an object)
+    "invalid_params",   # a param of the wrong type, out of its range, unknown, missing, a relative path
     "unknown_method",   # no such method (or an unsupported protocol version prefix)
     "too_large",        # a frame above the daemon's max_request_bytes; the connection closes
     "not_found",        # e.g. `similar` on a file that is not indexed
-    "unavailable",      # the method exists but cannot run now (not implemented yet, shutting down)
+    "unavailable",      # the method exists but cannot run now (still starting, failed to start)
     "internal",         # a bug in the daemon; logged with a traceback, the daemon keeps serving
 )
 
@@ -59,7 +59,8 @@ def normalise_params(params: Any) -> dict[str, Any]:
     """Named params from what a client sent.
 
     Accepts a dict, ``None`` or an empty array (no params), or an array whose single element is a
-    dict (what Neovim's ``rpcrequest(chan, method, {...})`` sends). Raises ValueError otherwise.
+    dict (what Neovim's ``rpcrequest(chan, method, {...})`` sends) or an empty array (Neovim's
+    ``{}``). Raises ValueError otherwise.
     """
     if params is None:
         return {}
@@ -70,6 +71,8 @@ def normalise_params(params: Any) -> dict[str, Any]:
             return {}
         if len(params) == 1 and isinstance(params[0], dict):
             return params[0]
+        if len(params) == 1 and params[0] == []:
+            return {}  # Neovim sends an empty Lua table ({}) as an empty array
     raise ValueError("params must be an object of named params (or an array holding one object)")
 
 
@@ -93,6 +96,32 @@ def encode_json(obj: Any) -> bytes:
 def error(code: str, message: str) -> dict[str, str]:
     """The wire form of an error."""
     return {"code": code, "message": message}
+
+
+# Neovim's msgpack-rpc keeps an error's text only when it is a string or ``[type, message]``
+# with type 0 (Exception) or 1 (Validation) (src/nvim/msgpack_rpc/channel.c); anything else
+# reads "unknown error". Errors caused by the request itself are Validation errors.
+NVIM_EXCEPTION, NVIM_VALIDATION = 0, 1
+_VALIDATION_CODES = frozenset({"bad_request", "invalid_params", "unknown_method", "too_large", "not_found"})
+
+
+def rpc_error(err: dict[str, str]) -> list[Any]:
+    """The msgpack-rpc form of an error: ``[type, "code: message"]`` (what Neovim shows)."""
+    kind = NVIM_VALIDATION if err.get("code") in _VALIDATION_CODES else NVIM_EXCEPTION
+    return [kind, f"{err.get('code')}: {err.get('message')}"]
+
+
+def parse_rpc_error(raw: Any) -> tuple[str, str]:
+    """``(code, message)`` from a msgpack-rpc error: ``[type, "code: message"]``, a
+    ``{code, message}`` map (JSON lines, older daemons) or a bare string."""
+    if isinstance(raw, dict):
+        return str(raw.get("code", "error")), str(raw.get("message", raw))
+    text = raw[1] if isinstance(raw, (list, tuple)) and len(raw) == 2 else raw
+    text = str(text)
+    code, sep, message = text.partition(": ")
+    if sep and code in ERROR_CODES:
+        return code, message
+    return "error", text
 
 
 def call_json(path: Path | str, method: str, params: dict[str, Any] | None = None,
@@ -119,7 +148,17 @@ def call_json(path: Path | str, method: str, params: dict[str, Any] | None = Non
 
 
 __all__ = [
-    "PROTOCOL_VERSION", "REQUEST", "RESPONSE", "NOTIFY", "METHODS", "ERROR_CODES",
-    "is_msgpack_array_start", "split_method", "normalise_params", "jsonable", "encode_json",
-    "error", "call_json",
+    "ERROR_CODES",
+    "METHODS",
+    "NOTIFY",
+    "PROTOCOL_VERSION",
+    "REQUEST",
+    "RESPONSE",
+    "call_json",
+    "encode_json",
+    "error",
+    "is_msgpack_array_start",
+    "jsonable",
+    "normalise_params",
+    "split_method",
 ]

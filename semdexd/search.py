@@ -9,12 +9,13 @@ full line range, and a snippet is taken around the lines that best match the que
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from semdexd.api.types import SearchRequest
+from semdexd.errors import ApiError
 from semdexd.manifest import ChunkRow, Filter, Manifest
 from semdexd.store import VectorStore
 
@@ -35,22 +36,16 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _IDENTIFIER = re.compile(r"_|[a-z][A-Z]|[A-Za-z]\d|\d[A-Za-z]")
 
 
-@dataclass(frozen=True)
-class SearchRequest:
-    query: str
-    limit: int = 10
-    mode: str = "hybrid"                      # hybrid | semantic | lexical
-    path: str | None = None
-    glob: str | None = None
-    file_type: str | list[str] | None = None
-    since: float | None = None                # seconds since epoch
-    per_file: int = 3
-
-    def filter(self) -> Filter:
-        types = (self.file_type,) if isinstance(self.file_type, str) else tuple(self.file_type or ())
-        folder = str(Path(self.path).expanduser().resolve()) if self.path else None
-        since = int(self.since * 1e9) if self.since is not None else None
-        return Filter(folder=folder, types=tuple(t.lstrip(".") for t in types), glob=self.glob, since_ns=since)
+def request_filter(req: SearchRequest) -> Filter:
+    """The manifest filter of ``req`` (adapter: one folder and one glob for now; the request's
+    paths are already absolute, see semdexd.api.types)."""
+    if len(req.paths) > 1 or len(req.globs) > 1 or req.excludes:
+        raise ApiError("invalid_params", "search: this build filters on one path and one glob, "
+                       "without exclude")
+    folder = str(Path(req.paths[0]).resolve()) if req.paths else None
+    since = int(req.since * 1e9) if req.since is not None else None
+    return Filter(folder=folder, types=tuple(t.lstrip(".") for t in req.types),
+                  glob=req.globs[0] if req.globs else None, since_ns=since)
 
 
 def phrase_query(query: str) -> str | None:
@@ -92,7 +87,7 @@ class Searcher:
         self.embedder = embedder
 
     def search(self, req: SearchRequest) -> list[dict[str, Any]]:
-        where = req.filter()
+        where = request_filter(req)
         similarity: dict[str, float] = {}
         if req.mode in ("hybrid", "semantic"):
             neighbours = self._semantic(req.query, where, CANDIDATES)

@@ -2,8 +2,8 @@
 
 `Service` is built once by `semdexd run`. `start()` returns at once; the model is prepared and the
 initial reconcile scan runs in the background while `status` reports ``starting``. The socket
-server only sees `handlers()`: method name -> callable(params) -> result, raising `ApiError` for a
-request it refuses.
+API lives in `semdexd.api.handlers` (`handlers()` builds its map); this module keeps the
+lifecycle and the views it reads (`state`, `status`, `ready`).
 """
 
 from __future__ import annotations
@@ -16,34 +16,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import structlog
 
-from semdexd import PROTOCOL_VERSION, __version__
+from semdexd import __version__
 from semdexd.config import Config
-from semdexd.errors import ApiError
 from semdexd.metrics import Metrics
 
 log = structlog.get_logger()
 
-Handler = Callable[[dict[str, Any]], Any]
-READY_WAIT_S = 120.0
-MAX_EMBED_TEXTS = 256
-
-
-def _param(params: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = None,
-           required: bool = False) -> Any:
-    """A typed request parameter, or ApiError('bad_request') naming what is wrong."""
-    if name not in params or params[name] is None:
-        if required:
-            raise ApiError("bad_request", f"missing parameter: {name}")
-        return default
-    value = params[name]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        names = " or ".join(k.__name__ for k in kinds)
-        raise ApiError("bad_request", f"parameter {name} must be {names}, not {type(value).__name__}")
-    return value
 
 
 class Service:
@@ -51,6 +31,7 @@ class Service:
         self.cfg = cfg
         self.metrics = Metrics()
         self.error: str | None = None
+        self.reload_error: str | None = None  # why the last SIGHUP reload was refused
         self._ready = threading.Event()
         self._scanned = threading.Event()
         self._stopping = threading.Event()
@@ -186,24 +167,13 @@ class Service:
         self.watcher.rescan()
         log.info("reloaded", folders=[str(f) for f in cfg.index.folders])
 
-    def _wait_ready(self) -> None:
-        if self.error:
-            raise ApiError("unavailable", f"the daemon could not start: {self.error}")
-        if not self._ready.wait(READY_WAIT_S):
-            raise ApiError("unavailable", "the daemon is still starting (model loading); try again")
-        if self.error:
-            raise ApiError("unavailable", f"the daemon could not start: {self.error}")
+    def handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+        """The socket API's handler map (semdexd.api.handlers)."""
+        from semdexd.api.handlers import Api
 
-    # ------------------------------------------------------------ API
+        return Api(self).handlers()
 
-    def handlers(self) -> dict[str, Handler]:
-        return {"version": self.version, "status": self.status, "search": self.search,
-                "similar": self.similar, "reindex": self.reindex, "pause": self.pause,
-                "resume": self.resume, "embed": self.embed}
-
-    def version(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"version": __version__, "protocol": PROTOCOL_VERSION, "model": self.cfg.model.name,
-                "model_id": self.info.model_id if self.info else None}
+    # ------------------------------------------------------------ views for the API
 
     def state(self) -> str:
         if self.error:
@@ -214,8 +184,14 @@ class Service:
             return "paused"
         return "indexing" if self.indexer.busy() else "idle"
 
-    def status(self, params: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {"state": self.state(), "error": self.error, "version": __version__,
+    @property
+    def ready(self) -> threading.Event:
+        """Set once the model, store and index are open (searches can run)."""
+        return self._ready
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"state": self.state(), "error": self.error, "reload_error": self.reload_error,
+                               "version": __version__,
                                "folders": [str(f) for f in self.cfg.index.folders],
                                "uptime_s": round(time.time() - self._started_at, 1),
                                "files_indexed": 0, "files_failed": 0, "files_skipped": 0,
@@ -238,70 +214,3 @@ class Service:
         if not queued or not written:
             return None
         return round(queued * elapsed / written, 1)
-
-    def search(self, params: dict[str, Any]) -> dict[str, Any]:
-        from semdexd.search import SearchRequest
-
-        query = _param(params, "query", str, required=True)
-        if not query.strip():
-            raise ApiError("bad_request", "query is empty")
-        req = SearchRequest(
-            query=query,
-            limit=max(1, min(_param(params, "limit", int, 10), 200)),
-            mode=_param(params, "mode", str, "hybrid"),
-            path=_param(params, "path", str),
-            glob=_param(params, "glob", str),
-            file_type=_param(params, "type", (str, list)),
-            since=_param(params, "since", (int, float)),
-            per_file=max(1, _param(params, "per_file", int, 3)),
-        )
-        if req.mode not in ("hybrid", "semantic", "lexical"):
-            raise ApiError("bad_request", "mode must be hybrid, semantic or lexical")
-        self._wait_ready()
-        return {"hits": self.searcher.search(req)}
-
-    def similar(self, params: dict[str, Any]) -> dict[str, Any]:
-        path = _param(params, "path", str, required=True)
-        line = _param(params, "line", int)
-        limit = max(1, min(_param(params, "limit", int, 10), 200))
-        self._wait_ready()
-        return {"hits": self.searcher.similar(str(Path(path).expanduser().resolve()), line, limit)}
-
-    def reindex(self, params: dict[str, Any]) -> dict[str, Any]:
-        path = _param(params, "path", str)
-        self._wait_ready()
-        if path is None:
-            targets = self.manifest.all_paths()
-        else:
-            p = Path(path).expanduser().resolve()
-            targets = [str(p)] if not p.is_dir() else self.manifest.files_under(str(p))
-        for t in targets:
-            self.indexer.enqueue(t, delay=0.0, force=True)
-        self.watcher.rescan()
-        return {"queued": len(targets)}
-
-    def pause(self, params: dict[str, Any]) -> dict[str, Any]:
-        self._wait_ready()
-        self.indexer.paused.set()
-        return {"state": self.state()}
-
-    def resume(self, params: dict[str, Any]) -> dict[str, Any]:
-        self._wait_ready()
-        self.indexer.paused.clear()
-        return {"state": self.state()}
-
-    def embed(self, params: dict[str, Any]) -> dict[str, Any]:
-        texts = _param(params, "texts", list, required=True)
-        kind = _param(params, "kind", str, "passage")
-        if not texts or len(texts) > MAX_EMBED_TEXTS or not all(isinstance(t, str) for t in texts):
-            raise ApiError("bad_request", f"texts must be a list of 1..{MAX_EMBED_TEXTS} strings")
-        if kind not in ("passage", "query"):
-            raise ApiError("bad_request", "kind must be passage or query")
-        self._wait_ready()
-        results = self.pool.embed(texts, kind=kind, priority=True)
-        vectors = []
-        for r in results:
-            if not isinstance(r, np.ndarray):
-                raise ApiError("bad_request", f"a text could not be embedded: {getattr(r, 'reason', r)}")
-            vectors.append([float(x) for x in r])
-        return {"vectors": vectors}

@@ -1,4 +1,5 @@
-"""The Neovim plugin (client/nvim) in a real headless `nvim` against a real daemon (real model).
+"""Neovim against a real daemon: the plugin (client/nvim) in a real headless `nvim` (real model),
+and plain msgpack-rpc (`vim.rpcrequest`) seeing our error code and message.
 
 Each test runs one `nvim --headless -u NONE` with the plugin on its runtimepath and a Lua script
 that drives it, waits with bounded `vim.wait`s, and writes what it saw as JSON to a file read here.
@@ -20,6 +21,7 @@ import pytest
 
 from tests import test_e2e
 from tests.support import wait_for
+from tests.test_daemon import DaemonProcess
 from tests.test_e2e import CORPUS, status
 
 daemon = test_e2e.daemon  # the live-daemon fixture: a real `semdexd run` on a tiny corpus, real model
@@ -205,3 +207,46 @@ finish({{ ready = ready, mode = progress.mode, before = before, seen = seen, mov
     assert got["before"] == "semdex idle"
     assert got["moved"], got["seen"]
     assert got["back"] and got["events"] > 0, got
+
+
+# ---------------------------------------------------------------- msgpack-rpc, no plugin (helper api)
+
+
+def run_lua(tmp_path: Path, socket: Path, body: str, timeout: float = 60.0) -> Any:
+    """Run ``body`` in a headless nvim with ``chan`` connected to ``socket``; it sets ``out``,
+    which is returned (JSON-decoded)."""
+    result = tmp_path / "out.json"
+    script = tmp_path / "script.lua"
+    script.write_text(f"""
+local chan = vim.fn.sockconnect("pipe", {json.dumps(str(socket))}, {{rpc = true}})
+local out = {{}}
+local ok, err = pcall(function()
+{body}
+end)
+if not ok then out.script_error = tostring(err) end
+vim.fn.writefile({{vim.fn.json_encode(out)}}, {json.dumps(str(result))})
+vim.cmd("qa!")
+""")
+    assert NVIM is not None
+    proc = subprocess.run([NVIM, "--headless", "-u", "NONE", "-i", "NONE", "-n", "-c", f"luafile {script}"],
+                          capture_output=True, text=True, timeout=timeout)
+    assert result.exists(), f"nvim wrote nothing: rc={proc.returncode} {proc.stderr}"
+    return json.loads(result.read_text())
+
+
+def test_neovim_sees_our_error_code_and_message(live: DaemonProcess, tmp_path: Path) -> None:
+    out = run_lua(tmp_path, live.socket, """
+  local ok, res = pcall(vim.rpcrequest, chan, "search", {query = "retry", limit = 1000})
+  out.bad_ok, out.bad = ok, res
+  ok, res = pcall(vim.rpcrequest, chan, "search", {query = "retry", path = "relative/dir"})
+  out.rel_ok, out.rel = ok, res
+  ok, res = pcall(vim.rpcrequest, chan, "no_such_method", {})
+  out.unknown_ok, out.unknown = ok, res
+  ok, res = pcall(vim.rpcrequest, chan, "version", {})
+  out.version_ok, out.version = ok, res
+""")
+    assert "script_error" not in out, out
+    assert out["bad_ok"] is False and "invalid_params: search: limit must be in 1..200, not 1000" in out["bad"]
+    assert out["rel_ok"] is False and "invalid_params: search: path is relative" in out["rel"]
+    assert out["unknown_ok"] is False and "unknown_method: unknown method 'no_such_method'" in out["unknown"]
+    assert out["version_ok"] is True and out["version"]["protocol"] == 1, out

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from semdexd.search import SearchRequest, fts_queries, phrase_query, rrf
+from semdexd.api.types import SearchRequest
+from semdexd.search import fts_queries, phrase_query, rrf
 from semdexd.service import Service
 from tests.support import Instance, wait_for
 
@@ -74,16 +75,16 @@ def test_meaning_without_shared_words(svc):
 def test_folder_filter_is_applied_inside_the_store_query(svc):
     # "bread" matches most strongly in cooking/more/; filtered to net/, a post-filter over the
     # global top-k would come back (almost) empty: the filtered query must fill the page from net/.
-    hits = search(svc, "baking bread", mode="semantic", path=str(svc.folder / "net"), limit=4, per_file=1)
+    hits = search(svc, "baking bread", mode="semantic", paths=(str(svc.folder / "net"),), limit=4, per_file=1)
     assert len(hits) == 4
     assert all(rel(svc, h).startswith("net/") for h in hits)
-    hits = search(svc, "baking bread", mode="hybrid", path=str(svc.folder / "cooking"), limit=20)
+    hits = search(svc, "baking bread", mode="hybrid", paths=(str(svc.folder / "cooking"),), limit=20)
     assert hits and all(rel(svc, h).startswith("cooking/") for h in hits)
 
 
 def test_type_glob_and_since_filters(svc):
-    assert {rel(svc, h) for h in search(svc, "read the file", file_type="py", limit=20)} == {"net/client.py", "net/settings.py"}
-    assert all(rel(svc, h).startswith("travel/") for h in search(svc, "pasta", glob="travel/*.md"))
+    assert {rel(svc, h) for h in search(svc, "read the file", types=("py",), limit=20)} == {"net/client.py", "net/settings.py"}
+    assert all(rel(svc, h).startswith("travel/") for h in search(svc, "pasta", globs=("travel/*.md",)))
     recent = search(svc, "Colosseum Rome pasta", since=time.time() - 86400, limit=50)
     assert "travel/rome.md" not in {rel(svc, h) for h in recent}
 
@@ -140,7 +141,7 @@ def test_broad_filter_fallback_still_applies_every_condition(svc, monkeypatch):
     import semdexd.search as search_mod
 
     monkeypatch.setattr(search_mod, "PREFILTER_MAX", 0)  # every filter counts as "not selective"
-    hits = search(svc, "pasta bread cake", mode="semantic", glob="travel/*.md", limit=10)
+    hits = search(svc, "pasta bread cake", mode="semantic", globs=("travel/*.md",), limit=10)
     assert hits and all(rel(svc, h).startswith("travel/") for h in hits)
     recent = search(svc, "Colosseum Rome pasta", mode="semantic", since=time.time() - 86400, limit=50)
     assert "travel/rome.md" not in {rel(svc, h) for h in recent}

@@ -22,7 +22,7 @@ import pytest
 import structlog
 
 from semdexd.errors import ApiError
-from semdexd.protocol import encode_json
+from semdexd.protocol import encode_json, parse_rpc_error
 from semdexd.server import Server, SocketInUse
 from tests.support import wait_for
 from tests.test_daemon import DaemonProcess
@@ -62,8 +62,13 @@ class Raw:
         return self.mp_reply()
 
     def mp_reply(self) -> Any:
+        """The next msgpack message; a response's error ``[type, "code: message"]`` is read back
+        as ``{"code", "message"}`` (the wire form is checked in test_msgpack_errors_are_what_neovim_reads)."""
         while True:
             for obj in self.unpacker:
+                if isinstance(obj, list) and len(obj) == 4 and obj[0] == 1 and obj[2] is not None:
+                    code, message = parse_rpc_error(obj[2])
+                    obj[2] = {"code": code, "message": message}
                 return obj
             chunk = self.sock.recv(65536)
             assert chunk, "connection closed without a reply"
@@ -230,7 +235,7 @@ def test_json_requests_params_forms_and_versions(harness: Harness) -> None:
     assert c.json({"method": "version"})["id"] is None
     assert c.json({"id": 5, "method": "v2.echo"})["error"]["code"] == "unknown_method"
     assert c.json({"id": 6, "method": "nope"})["error"]["code"] == "unknown_method"
-    assert c.json({"id": 7, "method": "similar"})["error"]["code"] == "unavailable"  # protocol method not served
+    assert c.json({"id": 7, "method": "similar"})["error"]["code"] == "unknown_method"  # not in this handler map
     assert c.json({"id": 8, "method": 42})["error"]["code"] == "bad_request"
     assert c.json({"id": 9, "method": "echo", "params": [1, 2]})["error"]["code"] == "bad_request"
     assert c.json({"id": 10, "method": "echo", "params": "x"})["error"]["code"] == "bad_request"
@@ -288,6 +293,18 @@ def test_msgpack_requests_neovim_params_and_notifications(harness: Harness) -> N
     assert c.mp({"not": "rpc"})[2]["code"] == "bad_request"  # well-formed msgpack: the stream goes on
     assert c.mp([0, "id", "version", []])[2]["code"] == "bad_request"
     assert c.mp([0, 8, "version", []])[1] == 8
+
+
+def test_msgpack_errors_are_what_neovim_reads(harness: Harness) -> None:
+    c = harness.connect()
+    c.send(msgpack.packb([0, 1, "refuse", []]) + msgpack.packb([0, 2, "boom", []]))
+    raw = msgpack.Unpacker(raw=False)
+    got: list[Any] = []
+    while len(got) < 2:
+        raw.feed(c.sock.recv(65536))
+        got += list(raw)
+    assert got[0] == [1, 1, [1, "not_found: no such file"], None]  # [Validation, "code: message"]
+    assert got[1][2][0] == 0 and got[1][2][1].startswith("internal: boom failed (RuntimeError: kaboom)")
 
 
 def test_msgpack_truncated_message_gets_an_error_then_close(harness: Harness) -> None:
@@ -496,7 +513,7 @@ def test_daemon_answers_both_framings(live: DaemonProcess) -> None:
     encode_json({"id": 1, "method": "no_such_method"}),
     encode_json({"id": 1, "method": "search", "params": {"query": 12}}),
     msgpack.packb([0, 1, "search", [{"query": ["not", "a", "string"]}]]),
-    msgpack.packb([0, 1, "embed", [{"texts": "not a list"}]]),
+    msgpack.packb([0, 1, "embed", [{"texts": [1, 2]}]]),
 ])
 def test_daemon_errors_on_bad_input_while_others_are_served(live: DaemonProcess, bad: bytes) -> None:
     other = Raw(live.socket)
@@ -506,7 +523,7 @@ def test_daemon_errors_on_bad_input_while_others_are_served(live: DaemonProcess,
     assert other.json({"id": 1, "method": "status"})["error"] is None
     reply = c.mp_reply() if bad[0] != ord("{") and bad[0] >= 0x90 else c.json_reply()
     error = reply[2] if isinstance(reply, list) else reply["error"]
-    assert error["code"] in ("bad_request", "unknown_method"), error
+    assert error["code"] in ("bad_request", "unknown_method", "invalid_params"), error
     assert Raw(live.socket).mp([0, 2, "version", []])[2] is None
     assert live.proc.poll() is None
 

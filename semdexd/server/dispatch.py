@@ -1,19 +1,21 @@
 """Method name + params -> handler call -> ``(error, result)``, never an exception.
 
 Resolution: ``search`` and ``v1.search`` name the same method; another version prefix is an
-``unknown_method``. A protocol method the service does not provide (yet) is ``unavailable``.
-Handler exceptions map to wire errors: ApiError as raised; TypeError/KeyError/ValueError ->
-``bad_request``; anything else -> ``internal`` (logged with its traceback).
+``unknown_method``, as is a name the handler map lacks. Handler exceptions map to wire errors:
+ApiError as raised (the API's handlers validate their params into typed requests and raise
+``invalid_params``); TypeError/KeyError/ValueError -> ``bad_request``; anything else ->
+``internal`` (logged with its traceback).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from semdexd import PROTOCOL_VERSION
 from semdexd.errors import ApiError
-from semdexd.protocol import METHODS, error, normalise_params, split_method
+from semdexd.protocol import error, normalise_params, split_method
 
 Handler = Callable[[dict[str, Any]], Any]
 Outcome = tuple[dict[str, str] | None, Any]
@@ -39,8 +41,6 @@ class Dispatcher:
         handler = self._handlers.get(name)
         if handler is not None:
             return handler
-        if name in METHODS:
-            raise ApiError("unavailable", f"method {name!r} is not available in this daemon yet")
         raise ApiError("unknown_method", f"unknown method {method!r}; methods: {', '.join(sorted(self._handlers))}")
 
     def dispatch(self, method: Any, params: Any) -> Outcome:

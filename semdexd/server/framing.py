@@ -15,7 +15,14 @@ from typing import Any, Protocol
 import msgpack
 
 from semdexd.protocol import (
-    NOTIFY, REQUEST, RESPONSE, WHITESPACE, encode_json, is_msgpack_array_start, jsonable,
+    NOTIFY,
+    REQUEST,
+    RESPONSE,
+    WHITESPACE,
+    encode_json,
+    is_msgpack_array_start,
+    jsonable,
+    rpc_error,
 )
 
 
@@ -163,7 +170,8 @@ class MsgpackRpc:
                           "or notification [2, method, params]")
 
     def reply(self, msgid: Any, error: dict[str, str] | None, result: Any) -> bytes:
-        return bytes(msgpack.packb([RESPONSE, msgid, error, result], default=jsonable, use_bin_type=True))
+        wire = None if error is None else rpc_error(error)
+        return bytes(msgpack.packb([RESPONSE, msgid, wire, result], default=jsonable, use_bin_type=True))
 
 
 def detect(data: bytes, max_bytes: int) -> tuple[Codec | None, bytes]:

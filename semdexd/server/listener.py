@@ -19,8 +19,9 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from semdexd.server.connection import Connection
 from semdexd.server.dispatch import Dispatcher
@@ -106,7 +107,7 @@ class Server:
         self._wake = None
         self._log.info("server_closed", connections_ended=len(conns))
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         self.start()
         return self
 

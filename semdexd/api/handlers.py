@@ -1,0 +1,136 @@
+"""The API handlers: each receives its typed request (semdexd.api.types) and returns the result.
+
+`Api(service)` serves the methods of `semdexd.api.types.METHODS` except the per-connection ones
+(subscribe/unsubscribe, served by the socket server with the service's event hub). `handlers()`
+is the map the socket server dispatches to: method name -> callable(named params), which parses
+and validates the params (ApiError ``invalid_params``) before calling the typed handler.
+The service owns the lifecycle (model, pool, store, indexer); these handlers only read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from semdexd import PROTOCOL_VERSION, __version__
+from semdexd.api.types import (
+    METHODS,
+    SESSION_METHODS,
+    EmbedRequest,
+    PauseRequest,
+    ReindexRequest,
+    Request,
+    ResumeRequest,
+    SearchRequest,
+    SimilarRequest,
+    StatusRequest,
+    VersionRequest,
+    parse,
+)
+from semdexd.errors import ApiError
+
+Handler = Callable[[dict[str, Any]], Any]
+READY_WAIT_S = 120.0
+
+
+class Api:
+    """The daemon's API over a `semdexd.service.Service` (typed: ``service: Any`` to keep this
+    module free of the service's heavy imports)."""
+
+    def __init__(self, service: Any) -> None:
+        self.svc = service
+
+    def handlers(self) -> dict[str, Handler]:
+        """Method name -> callable(params dict) for every non-session method in METHODS."""
+        return {name: self._bound(name) for name in METHODS if name not in SESSION_METHODS}
+
+    def _bound(self, name: str) -> Handler:
+        typed: Callable[[Any], Any] = getattr(self, name)
+
+        def call(params: dict[str, Any]) -> Any:
+            return typed(parse(name, params))
+
+        call.__name__ = name
+        return call
+
+    # ------------------------------------------------------------ helpers
+
+    def _wait_ready(self) -> None:
+        svc = self.svc
+        if svc.error:
+            raise ApiError("unavailable", f"the daemon could not start: {svc.error}")
+        if not svc.ready.wait(READY_WAIT_S):
+            raise ApiError("unavailable", "the daemon is still starting (model loading); try again")
+        if svc.error:
+            raise ApiError("unavailable", f"the daemon could not start: {svc.error}")
+
+    # ------------------------------------------------------------ methods
+
+    def version(self, req: VersionRequest) -> dict[str, Any]:
+        svc = self.svc
+        return {"version": __version__, "protocol": PROTOCOL_VERSION, "model": svc.cfg.model.name,
+                "model_id": svc.info.model_id if svc.info else None}
+
+    def status(self, req: StatusRequest) -> dict[str, Any]:
+        return dict(self.svc.status())
+
+    def search(self, req: SearchRequest) -> dict[str, Any]:
+        self._wait_ready()
+        return {"hits": self.svc.searcher.search(req)}
+
+    def similar(self, req: SimilarRequest) -> dict[str, Any]:
+        self._wait_ready()
+        rows = self.svc.manifest.chunks_of(req.path)
+        if not rows:
+            raise ApiError("not_found", f"similar: {req.path} is not indexed")
+        if req.line is not None and not any(r.start_line <= req.line <= r.end_line for r in rows):
+            last = max(r.end_line for r in rows)
+            raise ApiError("not_found", f"similar: line {req.line} of {req.path} is not indexed "
+                           f"(indexed lines: 1..{last})")
+        return {"hits": self.svc.searcher.similar(req.path, req.line, req.limit)}
+
+    def reindex(self, req: ReindexRequest) -> dict[str, Any]:
+        from pathlib import Path
+
+        self._wait_ready()
+        svc = self.svc
+        if req.path is None:
+            targets = svc.manifest.all_paths()
+        else:
+            p = Path(req.path).resolve()
+            targets = [str(p)] if not p.is_dir() else svc.manifest.files_under(str(p))
+        for t in targets:
+            svc.indexer.enqueue(t, delay=0.0, force=True)
+        svc.watcher.rescan()
+        return {"queued": len(targets)}
+
+    def pause(self, req: PauseRequest) -> dict[str, Any]:
+        self._wait_ready()
+        self.svc.indexer.paused.set()
+        return {"state": self.svc.state()}
+
+    def resume(self, req: ResumeRequest) -> dict[str, Any]:
+        self._wait_ready()
+        self.svc.indexer.paused.clear()
+        return {"state": self.svc.state()}
+
+    def embed(self, req: EmbedRequest) -> dict[str, Any]:
+        self._wait_ready()
+        results = self.svc.pool.embed(list(req.texts), kind=req.kind, priority=True)
+        vectors = []
+        for i, r in enumerate(results):
+            tolist = getattr(r, "tolist", None)
+            if not callable(tolist):
+                raise ApiError("invalid_params", f"embed: text {i} could not be embedded: {getattr(r, 'reason', r)}")
+            vectors.append([float(x) for x in tolist()])
+        return {"vectors": vectors}
+
+
+def _check_table() -> None:
+    """Every non-session method has a handler (called by the tests)."""
+    missing = [m for m in METHODS if m not in SESSION_METHODS and not hasattr(Api, m)]
+    if missing:
+        raise AssertionError(f"no handler for {missing}")
+
+
+__all__ = ["Api", "Handler", "Request"]
