@@ -2,8 +2,7 @@
 daemon request and its reply readable text.
 
 Contract: `TOOLS` names the tools (search, similar, status), each mapped to the daemon method it
-calls. `input_schema(method)` gives the JSON Schema of a method's params (taken from the typed API
-when it is there). `run_tool(client, name, arguments)` returns a `ToolOutput` (text for the model,
+calls; its input schema is the typed API's JSON Schema of that method (`semdexd.api.schema`). `run_tool(client, name, arguments)` returns a `ToolOutput` (text for the model,
 structured content, error flag) and never raises for a daemon that is down or refuses the request:
 the error is a readable message with ``is_error=True``. Imports only the standard library and
 ``client.api``, so it is unit-testable and cheap to import.
@@ -17,9 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from client.api import Client, ClientError, DaemonNotRunning, RemoteError
-
-# The one line to swap when the typed API lands: `from semdexd.api import input_schema`.
-from client.mcp_schemas import input_schema
+from semdexd.api.schema import input_schema  # the typed API's JSON Schema (stdlib only)
 
 NOT_RUNNING = ("semdexd is not running; start it with `semdexd start [FOLDER ...]` "
                "(or `systemctl --user start semdexd`), then call this tool again.")
@@ -57,7 +54,7 @@ TOOLS: tuple[ToolSpec, ...] = (
              "watched folders, and files that failed or were skipped."),
 )
 BY_NAME = {t.name: t for t in TOOLS}
-PATH_PARAMS = ("path",)
+CWD = "cwd"
 
 
 def tool_schema(name: str) -> dict[str, Any]:
@@ -65,16 +62,12 @@ def tool_schema(name: str) -> dict[str, Any]:
     return dict(input_schema(BY_NAME[name].method))
 
 
-def absolute_params(arguments: Mapping[str, Any], cwd: str) -> dict[str, Any]:
-    """``arguments`` with relative ``path`` values made absolute against ``cwd`` (the daemon
-    only takes absolute paths; an agent usually means the project it runs in)."""
+def with_cwd(method: str, arguments: Mapping[str, Any], cwd: str) -> dict[str, Any]:
+    """``arguments`` plus ``cwd`` (unless given) for a method with path params: the daemon then
+    resolves relative paths against it (an agent usually means the project it runs in)."""
     params = dict(arguments)
-    for key in PATH_PARAMS:
-        value = params.get(key)
-        if isinstance(value, str) and value and not os.path.isabs(os.path.expanduser(value)):
-            params[key] = os.path.normpath(os.path.join(cwd, value))
-        elif isinstance(value, str) and value.startswith("~"):
-            params[key] = os.path.expanduser(value)
+    if CWD in input_schema(method).get("properties", {}) and CWD not in params:
+        params[CWD] = cwd
     return params
 
 
@@ -83,7 +76,7 @@ def run_tool(client: Client, name: str, arguments: Mapping[str, Any] | None, cwd
     spec = BY_NAME.get(name)
     if spec is None:
         return ToolOutput(f"unknown tool {name!r}; the tools are: {', '.join(BY_NAME)}", is_error=True)
-    params = absolute_params(arguments or {}, cwd or os.getcwd())
+    params = with_cwd(spec.method, arguments or {}, cwd or os.getcwd())
     try:
         result = client.call(spec.method, **params)
     except DaemonNotRunning:

@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
+from semdexd.api.schema import input_schema
 from tests import test_e2e
 from tests.support import wait_for
 from tests.test_e2e import CORPUS, status
@@ -51,6 +52,8 @@ def test_tools_listed_with_schemas(daemon):
 
     tools = {t.name: t for t in run_session(env, body)}
     assert set(tools) == {"search", "similar", "status"}
+    for name in tools:  # exactly the typed API's schema: the tools cannot drift from the daemon
+        assert tools[name].input_schema == input_schema(name)
     search = tools["search"].input_schema
     assert search["type"] == "object" and search["required"] == ["query"]
     assert {"query", "limit", "mode", "path", "glob", "type", "since"} <= set(search["properties"])
