@@ -52,8 +52,8 @@ def test_tools_listed_with_schemas(daemon):
 
     tools = {t.name: t for t in run_session(env, body)}
     assert set(tools) == {"search", "similar", "status"}
-    for name in tools:  # exactly the typed API's schema: the tools cannot drift from the daemon
-        assert tools[name].input_schema == input_schema(name)
+    for name, tool in tools.items():  # exactly the typed API's schema: the tools cannot drift
+        assert tool.input_schema == input_schema(name)
     search = tools["search"].input_schema
     assert search["type"] == "object" and search["required"] == ["query"]
     assert {"query", "limit", "mode", "path", "glob", "type", "since"} <= set(search["properties"])
