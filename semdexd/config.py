@@ -138,6 +138,9 @@ class ServerConfig:
 
     socket: Path | None = None          # None = $XDG_RUNTIME_DIR/semdex/semdexd.sock
     max_request_bytes: int = 1 << 20
+    max_connections: int = 64           # when full, the longest-idle connection makes room
+    request_timeout_s: float = 5.0      # to send a whole request (also the first, after connecting)
+    idle_timeout_s: float = 600.0       # between requests; subscribers exempt; 0 = never
 
 
 @dataclass(frozen=True)
@@ -261,6 +264,9 @@ def _validate(cfg: Config) -> Config:
         (cfg.index.debounce_ms >= 0, "[index] debounce_ms must be >= 0"),
         (cfg.store.backend in ("persistent", "http"), "[store] backend must be 'persistent' or 'http'"),
         (cfg.server.max_request_bytes >= 1024, "[server] max_request_bytes must be >= 1024"),
+        (cfg.server.max_connections >= 2, "[server] max_connections must be >= 2"),
+        (cfg.server.request_timeout_s > 0, "[server] request_timeout_s must be > 0"),
+        (cfg.server.idle_timeout_s >= 0, "[server] idle_timeout_s must be >= 0 (0 = never)"),
     ]
     for ok, message in checks:
         if not ok:

@@ -20,6 +20,7 @@ import structlog
 
 from semdexd import __version__
 from semdexd.config import Config
+from semdexd.events import EventHub, Publisher
 from semdexd.metrics import Metrics
 
 log = structlog.get_logger()
@@ -45,6 +46,8 @@ class Service:
         self.indexer: Any = None
         self.watcher: Any = None
         self.searcher: Any = None
+        self.events = EventHub()  # progress/state for subscribers (semdexd.events)
+        self._publisher = Publisher(self.events, self.progress, log=log)
 
     # ------------------------------------------------------------ life cycle
 
@@ -52,6 +55,7 @@ class Service:
         """Start background work (returns at once)."""
         self._boot_thread = threading.Thread(target=self._boot, name="boot", daemon=True)
         self._boot_thread.start()
+        self._publisher.start()
 
     def _boot(self) -> None:
         try:
@@ -129,6 +133,7 @@ class Service:
     def stop(self, drain: bool = True) -> None:
         """Stop background work; with ``drain``, groups already prepared reach the store."""
         self._stopping.set()
+        self._publisher.stop()
         if self.watcher:
             self.watcher.stop()
         if self.indexer:
@@ -188,6 +193,17 @@ class Service:
     def ready(self) -> threading.Event:
         """Set once the model, store and index are open (searches can run)."""
         return self._ready
+
+    def progress(self) -> dict[str, Any]:
+        """The figures pushed to subscribers (``progress`` events): cheap, no pool or metrics."""
+        out: dict[str, Any] = {"state": self.state(), "error": self.error, "files_done": 0, "files_total": 0,
+                               "files_queued": 0, "chunks": 0}
+        if self._ready.is_set():
+            counts = self.manifest.counts()
+            queued = self.indexer.queue.pending() + self.indexer.queue.in_flight()
+            done = counts["indexed"] + counts["skipped"] + counts["failed"]
+            out.update(files_done=done, files_total=done + queued, files_queued=queued, chunks=counts["chunks"])
+        return out
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"state": self.state(), "error": self.error, "reload_error": self.reload_error,

@@ -418,24 +418,57 @@ def test_many_concurrent_clients_in_both_framings(harness: Harness) -> None:
     assert not failures
 
 
-def test_connections_beyond_the_limit_are_closed() -> None:
+def test_full_slots_evict_the_longest_idle_connection() -> None:
     h = Harness(max_connections=2)
     h.server.start()
     try:
-        a, b = h.connect(), h.connect()
+        a = h.connect()
+        assert a.json({"id": 1, "method": "version"})["error"] is None
+        b = h.connect()
         wait_for(lambda: h.server.active_connections == 2, 30, "two connections to be admitted")
         extra = h.connect()
-        assert extra.closed(), "the third connection is closed at once"
-        assert a.json({"id": 1, "method": "version"})["error"] is None
-        assert b.json({"id": 1, "method": "version"})["error"] is None
-        a.close()
-        wait_for(lambda: h.server.active_connections == 1, 30, "a slot to free up")
-        assert h.connect().json({"id": 2, "method": "version"})["error"] is None
+        assert extra.json({"id": 2, "method": "version"})["error"] is None, "room was made"
+        assert a.closed(), "a was idle the longest"
+        b.send(b'{"id": 3, "method": "version"}\n')
+        assert b.json_reply()["id"] == 3
     finally:
         h.close()
 
 
-# ---------------------------------------------------------------- peer credentials
+def test_busy_connections_are_not_evicted() -> None:
+    h = Harness(max_connections=2)
+    h.server.start()
+    try:
+        a, b = h.connect(), h.connect()
+        a.send(encode_json({"id": 1, "method": "wait"}))
+        b.send(b'{"id": 2, "method": "ech')  # mid-request
+        wait_for(lambda: h.server.active_connections == 2, 30, "two connections to be admitted")
+        assert h.connect().closed(), "both are busy: the new connection is refused"
+        h.release.set()
+        assert a.json_reply()["result"] == {"released": True}
+    finally:
+        h.close()
+
+
+def test_silent_half_sent_and_idle_connections_time_out() -> None:
+    h = Harness(request_timeout_s=0.5, idle_timeout_s=1.0)
+    h.server.start()
+    try:
+        silent = h.connect()
+        half_json, half_mp = h.connect(), h.connect()
+        half_json.send(b'{"id": 1, "method": "vers')
+        half_mp.send(b"\x94\x00\x01")
+        idle = h.connect()
+        assert idle.json({"id": 1, "method": "version"})["error"] is None
+        assert silent.closed() and silent.buf == b"", "closed without a word: it sent nothing"
+        reply = half_json.json_reply()
+        assert reply["error"]["code"] == "bad_request" and "incomplete" in reply["error"]["message"]
+        assert half_json.closed()
+        assert half_mp.mp_reply()[2]["code"] == "bad_request" and half_mp.closed()
+        assert idle.closed()
+        wait_for(lambda: h.server.active_connections == 0, 30, "every slot to free up")
+    finally:
+        h.close()
 
 
 def test_a_peer_with_another_uid_is_refused() -> None:

@@ -10,7 +10,7 @@ ApiError as raised (the API's handlers validate their params into typed requests
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from semdexd import PROTOCOL_VERSION
@@ -26,9 +26,10 @@ QUIET_METHODS = frozenset({"status", "version"})  # polled often: logged at debu
 class Dispatcher:
     """Calls the handler a request names. Thread-safe if the handlers are."""
 
-    def __init__(self, handlers: Mapping[str, Handler], log: Any) -> None:
+    def __init__(self, handlers: Mapping[str, Handler], log: Any, extra_names: Sequence[str] = ()) -> None:
         self._handlers = dict(handlers)
         self._log = log
+        self._names = ", ".join(sorted({*self._handlers, *extra_names}))  # listed in unknown_method
 
     def resolve(self, method: Any) -> Handler:
         """The handler for ``method``; raises ApiError if there is none."""
@@ -41,7 +42,7 @@ class Dispatcher:
         handler = self._handlers.get(name)
         if handler is not None:
             return handler
-        raise ApiError("unknown_method", f"unknown method {method!r}; methods: {', '.join(sorted(self._handlers))}")
+        raise ApiError("unknown_method", f"unknown method {method!r}; methods: {self._names}")
 
     def dispatch(self, method: Any, params: Any) -> Outcome:
         """Run one request; returns ``(error, None)`` or ``(None, result)``."""

@@ -58,6 +58,10 @@ class Codec(Protocol):
 
     def reply(self, msgid: Any, error: dict[str, str] | None, result: Any) -> bytes: ...
 
+    def notification(self, method: str, payload: Any, lua: str | None = None) -> bytes: ...
+
+    def pending(self) -> bool: ...
+
 
 def _too_large(max_bytes: int) -> FrameError:
     return FrameError("too_large", f"request larger than {max_bytes} bytes (server.max_request_bytes); "
@@ -106,14 +110,24 @@ class JsonLines:
     def _parse(line: bytes) -> Item:
         try:
             obj = json.loads(line)
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
             return FrameError("bad_request", f"not valid JSON: {exc}")
+        except RecursionError:
+            return FrameError("bad_request", "JSON nested too deeply")
         if not isinstance(obj, dict):
             return FrameError("bad_request", 'a request is a JSON object: {"id": 1, "method": "...", "params": {...}}')
         return Request(obj.get("method"), obj.get("params"), obj.get("id"))
 
     def reply(self, msgid: Any, error: dict[str, str] | None, result: Any) -> bytes:
         return encode_json({"id": msgid, "error": error, "result": result})
+
+    def notification(self, method: str, payload: Any, lua: str | None = None) -> bytes:
+        """``{"method": ..., "params": payload}`` (no ``id``: not a reply); ``lua`` is msgpack-only."""
+        return encode_json({"method": method, "params": payload})
+
+    def pending(self) -> bool:
+        """True while part of a request is buffered (a line without its newline)."""
+        return bool(self._buf.strip())
 
 
 class MsgpackRpc:
@@ -129,6 +143,8 @@ class MsgpackRpc:
         self._max = max_bytes
         self._unpacker = msgpack.Unpacker(max_buffer_size=max_bytes, raw=False)
         self._fed = 0
+        self._done = 0  # stream offset after the last complete object (tell() also counts
+        #                 the bytes of a partly decoded one)
 
     def feed(self, data: bytes) -> list[Item]:
         try:
@@ -139,6 +155,7 @@ class MsgpackRpc:
         out: list[Item] = []
         try:
             for obj in self._unpacker:
+                self._done = self._unpacker.tell()
                 item = self._message(obj)
                 if item is not None:
                     out.append(item)
@@ -150,7 +167,7 @@ class MsgpackRpc:
         return out
 
     def at_eof(self) -> list[Item]:
-        if self._fed > self._unpacker.tell():
+        if self.pending():
             return [FrameError("bad_request", "truncated msgpack message at end of stream", fatal=True)]
         return []
 
@@ -172,6 +189,15 @@ class MsgpackRpc:
     def reply(self, msgid: Any, error: dict[str, str] | None, result: Any) -> bytes:
         wire = None if error is None else rpc_error(error)
         return bytes(msgpack.packb([RESPONSE, msgid, wire, result], default=jsonable, use_bin_type=True))
+
+    def notification(self, method: str, payload: Any, lua: str | None = None) -> bytes:
+        """``[2, method, [payload]]``; with ``lua`` (Neovim): ``[2, "nvim_exec_lua", [lua, [payload]]]``."""
+        message = [NOTIFY, "nvim_exec_lua", [lua, [payload]]] if lua else [NOTIFY, method, [payload]]
+        return bytes(msgpack.packb(message, default=jsonable, use_bin_type=True))
+
+    def pending(self) -> bool:
+        """True while part of a message is buffered."""
+        return self._fed > self._done
 
 
 def detect(data: bytes, max_bytes: int) -> tuple[Codec | None, bytes]:

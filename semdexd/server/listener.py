@@ -3,8 +3,11 @@
 Why threads: handlers block (a search waits on the embedding pool and on Chroma, which release
 the GIL) and each conversation is sequential, so a thread per connection keeps every
 conversation straight-line code. Their number is bounded (``max_connections``, 64 by default:
-each idle editor holds one); past the bound a new connection is closed at once and logged,
-so a flood of clients cannot exhaust memory. The accept loop waits on a selector with a wake-up
+each idle editor holds one). When all slots are taken, the connection idle the longest (not
+mid-request, not subscribed) is closed to make room; only when every connection is busy is the
+new one closed at once. Together with the read timeouts of `Connection` (a silent or half-sent
+connection is closed after ``request_timeout_s``) this means a flood of silent connections
+cannot lock `semdex` out. The accept loop waits on a selector with a wake-up
 socket, so `stop_accepting` returns promptly.
 """
 
@@ -23,11 +26,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from semdexd.api.types import SESSION_METHODS
+from semdexd.events import EventHub
 from semdexd.server.connection import Connection
 from semdexd.server.dispatch import Dispatcher
 from semdexd.server.sockets import bind_private, peer_uid, remove_if_ours
 
 Handler = Callable[[dict[str, Any]], Any]
+EVICT_WAIT_S = 2.0  # for an evicted connection's thread to give its slot back
 
 
 def _set_send_timeout(sock: socket.socket, seconds: float) -> None:
@@ -47,9 +53,14 @@ class Server:
 
     def __init__(self, path: Path, handlers: Mapping[str, Handler], *, max_request_bytes: int,
                  log: Any, max_connections: int = 64, allowed_uid: int | None = None,
-                 send_timeout_s: float = 30.0) -> None:
+                 send_timeout_s: float = 30.0, request_timeout_s: float = 5.0,
+                 idle_timeout_s: float = 600.0, hub: EventHub | None = None) -> None:
         self.path = path
-        self._dispatcher = Dispatcher(handlers, log)
+        extra = sorted(SESSION_METHODS) if hub is not None else []
+        self._dispatcher = Dispatcher(handlers, log, extra_names=extra)
+        self._hub = hub
+        self._request_timeout = request_timeout_s
+        self._idle_timeout = idle_timeout_s
         self._max_bytes = max_request_bytes
         self._log = log
         self._max_connections = max_connections
@@ -61,7 +72,7 @@ class Server:
         self._wake: tuple[socket.socket, socket.socket] | None = None  # (read, write) ends
         self._stopping = threading.Event()
         self._accept_thread: threading.Thread | None = None
-        self._conns: dict[threading.Thread, socket.socket] = {}
+        self._conns: dict[threading.Thread, Connection] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
 
@@ -95,10 +106,7 @@ class Server:
         with self._lock:
             conns = list(self._conns.items())
         for _thread, conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            conn.evict()
         deadline = time.monotonic() + timeout_s
         for thread, _conn in conns:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -145,24 +153,37 @@ class Server:
                 self._stopping.wait(0.1)  # back off instead of spinning while out of descriptors
             return
         conn.setblocking(True)
-        if not self._slots.acquire(blocking=False):
-            self._log.warning("connection_refused", reason="too many connections", limit=self._max_connections)
+        if not self._slots.acquire(blocking=False) and not self._make_room():
+            self._log.warning("connection_refused", reason="every connection is busy", limit=self._max_connections)
             conn.close()
             return
-        thread = threading.Thread(target=self._serve, args=(conn,), daemon=True,
+        served = Connection(conn, self._dispatcher, self._max_bytes, self._log, hub=self._hub,
+                            request_timeout_s=self._request_timeout, idle_timeout_s=self._idle_timeout)
+        thread = threading.Thread(target=self._serve, args=(conn, served), daemon=True,
                                   name=f"semdexd-conn-{next(self._ids)}")
         with self._lock:
-            self._conns[thread] = conn
+            self._conns[thread] = served
         thread.start()
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _make_room(self) -> bool:
+        """All slots taken: evict the longest-idle evictable connection and take its slot."""
+        with self._lock:
+            idle = [c for c in self._conns.values() if c.evictable]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda c: c.last_active)
+        self._log.info("connection_evicted", reason="slots full", idle_s=round(time.monotonic() - victim.last_active, 1))
+        victim.evict()
+        return self._slots.acquire(timeout=EVICT_WAIT_S)
+
+    def _serve(self, conn: socket.socket, served: Connection) -> None:
         try:
             uid = peer_uid(conn)
             if uid != self._uid:
                 self._log.warning("peer_refused", uid=uid, expected=self._uid)
                 return
             _set_send_timeout(conn, self._send_timeout)
-            Connection(conn, self._dispatcher, self._max_bytes, self._log).run()
+            served.run()
         except Exception:
             self._log.exception("connection_failed")
         finally:
