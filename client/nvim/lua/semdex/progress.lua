@@ -53,7 +53,9 @@ function M.text(opts)
   end
   local state = st.state
   if state == "indexing" or (state ~= "idle" and (tonumber(st.files_queued) or 0) > 0) then
-    local done, total = tonumber(st.files_indexed) or 0, tonumber(st.files_total) or 0
+    -- files done (indexed, skipped or failed): `progress` events say it, `status` implies it
+    local total = tonumber(st.files_total) or 0
+    local done = tonumber(st.files_done) or (total - (tonumber(st.files_queued) or 0))
     if total > 0 then
       return string.format("semdex %d/%d %d%%", done, total, math.floor(100 * done / total))
     end
