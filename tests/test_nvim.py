@@ -145,15 +145,22 @@ semdex.search("bread", { mode = "fuzzy" }, function() done = true end)
 vim.wait(30000, function() return done end, 20)
 local bad = notes[1]
 notes = {}
+done = false
+vim.fn.writefile({ "not in the index" }, vim.fn.getcwd() .. "/stray.txt")
+semdex.similar(vim.fn.getcwd() .. "/stray.txt", 1, function() done = true end)
+vim.wait(30000, function() return done end, 20)
+local missing = notes[1]
+notes = {}
 semdex.setup({ socket = vim.fn.getcwd() .. "/nobody.sock" })
 done = false
 semdex.search("bread", {}, function() done = true end)
 vim.wait(30000, function() return done end, 20)
-finish({ bad = bad, down = notes[1] })
+finish({ bad = bad, missing = missing, down = notes[1] })
 """)
     assert got["bad"]["level"] == 4  # vim.log.levels.ERROR
     assert "refused the request (invalid_params)" in got["bad"]["msg"] and "mode" in got["bad"]["msg"], got
     assert "unknown error" not in got["bad"]["msg"]
+    assert "refused the request (not_found)" in got["missing"]["msg"] and "stray.txt" in got["missing"]["msg"], got
     assert "semdexd is not running" in got["down"]["msg"] and "semdexd start" in got["down"]["msg"]
     assert "nobody.sock" in got["down"]["msg"]
 
