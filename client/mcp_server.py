@@ -2,8 +2,8 @@
 
 Built on the official ``mcp`` SDK (low-level `Server`, so the tool input schemas are exactly the
 daemon API's JSON Schemas). Tools: search, similar, status (see `client.mcp_tools`). Each call is
-one request to the daemon on a reused connection (reconnected after a failure); the blocking
-socket call runs in a worker thread so the stdio loop keeps serving. A daemon that is not
+one request to the daemon on its own short connection; the blocking socket call runs in a worker
+thread so the stdio loop keeps serving. A daemon that is not
 running, or that refuses a request, gives a tool error result (``isError``) with a message saying
 what to do; the MCP server itself keeps running. Logs go to stderr only (stdout is the protocol).
 
@@ -13,7 +13,6 @@ The SDK is imported only here, and this module only by ``semdex mcp``: ``semdex`
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,21 +31,19 @@ INSTRUCTIONS = ("semdex searches the user's local files by meaning. Use `search`
 
 
 class DaemonLink:
-    """One reused `Client` connection, used by one call at a time (calls run in threads)."""
+    """Calls to the daemon, one short connection per tool call (a Unix-socket connect costs well
+    under a millisecond), so a daemon restarted or an idle connection closed by the daemon
+    between two calls never surfaces as an error."""
 
     def __init__(self, socket_path: Path, timeout: float, cwd: str) -> None:
-        self._client = Client(socket_path, timeout=timeout)
-        self._lock = threading.Lock()
-        self._cwd = cwd
+        self.socket_path = socket_path
+        self.timeout = timeout
+        self.cwd = cwd
 
     def call_tool(self, name: str, arguments: dict[str, Any] | None) -> ToolOutput:
         """Run tool ``name`` against the daemon (never raises for daemon-side trouble)."""
-        with self._lock:
-            return run_tool(self._client, name, arguments, cwd=self._cwd)
-
-    def close(self) -> None:
-        with self._lock:
-            self._client.close()
+        with Client(self.socket_path, timeout=self.timeout) as client:
+            return run_tool(client, name, arguments, cwd=self.cwd)
 
 
 def _tools() -> list[types.Tool]:
@@ -81,9 +78,5 @@ async def _serve(link: DaemonLink) -> None:
 
 def serve(socket_path: Path, timeout: float) -> int:
     """Serve MCP on stdin/stdout until the client closes them; returns the exit code (0)."""
-    link = DaemonLink(socket_path, timeout, os.getcwd())
-    try:
-        anyio.run(_serve, link)
-    finally:
-        link.close()
+    anyio.run(_serve, DaemonLink(socket_path, timeout, os.getcwd()))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from semdexd.api.schema import input_schema
 from tests import test_e2e
 from tests.support import wait_for
+from tests.test_daemon import DaemonProcess
 from tests.test_e2e import CORPUS, status
 
 daemon = test_e2e.daemon  # the live-daemon fixture: a real `semdexd run` on a tiny corpus, real model
@@ -104,3 +106,34 @@ def test_daemon_not_running_is_a_clear_tool_error(tmp_path):
         text = res.content[0].text
         assert "semdexd is not running" in text and "semdexd start" in text and "Traceback" not in text
     assert unknown.is_error and "unknown tool" in unknown.content[0].text
+
+
+def test_daemon_stopped_then_restarted_mid_session(tmp_path):
+    """One MCP session outlives its daemon: a clear error while it is down, answers once it is back."""
+    d = DaemonProcess(tmp_path)  # no model: starts fast, reports state "error" (enough for status)
+    d.run()
+    d.wait_ready()
+
+    def stop() -> None:
+        d.signal(signal.SIGTERM)
+        d.wait_exit(60)
+
+    def start() -> None:
+        d.run()
+        d.wait_ready()
+
+    async def body(s: ClientSession) -> Any:
+        before = await s.call_tool("status", {})
+        await anyio.to_thread.run_sync(stop)
+        down = await s.call_tool("search", {"query": "anything"})
+        await anyio.to_thread.run_sync(start)
+        return before, down, await s.call_tool("status", {})
+
+    try:
+        before, down, after = run_session(d.env, body)
+    finally:
+        d.cleanup()
+    assert not before.is_error and before.structured_content["state"] == "error"
+    assert "state: error" in before.content[0].text
+    assert down.is_error and "semdexd is not running" in down.content[0].text, down.content[0].text
+    assert not after.is_error and after.structured_content["state"] in ("starting", "error")
