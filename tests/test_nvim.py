@@ -170,7 +170,8 @@ def test_checkhealth(daemon, tmp_path):
     idle(env)
     lua = 'vim.cmd("checkhealth semdex")\nfinish({ lines = vim.api.nvim_buf_get_lines(0, 0, -1, false) })\n'
     up = "\n".join(run_nvim(tmp_path, env, lua)["lines"])
-    assert "semdexd 0.1.0 (protocol 1" in up and "state idle" in up, up
+    assert "semdexd 0.1.0 (protocol 1" in up and "state idle" in up and "progress subscription works" in up, up
+    assert "ERROR" not in up, up
     down = "\n".join(run_nvim(tmp_path, {**env, "SEMDEX_SOCKET": str(tmp_path / "none.sock")}, lua)["lines"])
     assert "semdexd is not running: no socket at " + str(tmp_path / "none.sock") in down, down
     assert "from SEMDEX_SOCKET" in down

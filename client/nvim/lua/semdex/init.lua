@@ -56,8 +56,16 @@ local function connection()
 end
 
 --- Call `method` with `params`; cb(err, result) on the main loop. Returns nothing.
+--- The connection is kept; when the daemon closed it meanwhile (restart, idle timeout) the call
+--- is sent once more on a new one.
 function M.request(method, params, cb)
-  connection():request(method, params, cb, M.config.timeout_ms)
+  connection():request(method, params, function(err, result)
+    if err and err.code == "transport" then
+      connection():request(method, params, cb, M.config.timeout_ms)
+    else
+      cb(err, result)
+    end
+  end, M.config.timeout_ms)
 end
 
 local function notify_error(err)
