@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--query", action="store_true", help="embed as queries (with the model's query prefix)")
     version = add("version", cmd_version, "client and daemon versions")
     version.add_argument("--json", action="store_true")
+    add("mcp", cmd_mcp, "serve the Model Context Protocol on stdio (for AI agents), as a client of semdexd")
     return parser
 
 
@@ -264,6 +265,13 @@ def cmd_version(args: argparse.Namespace) -> int:
         print(f"semdex {__version__} (protocol {PROTOCOL_VERSION})\nsemdexd {theirs.get('version')} "
               f"(protocol {theirs.get('protocol')}, model {theirs.get('model')})")
     return EXIT_OK
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """MCP over stdin/stdout; the SDK is imported only here (see client/mcp_server.py)."""
+    from client.mcp_server import serve
+
+    return serve(_client(args).socket_path, args.timeout)
 
 
 # ---------------------------------------------------------------- entry point
