@@ -29,6 +29,19 @@ log = structlog.get_logger()
 Handler = Callable[[dict[str, Any]], Any]
 READY_WAIT_S = 120.0
 MAX_EMBED_TEXTS = 256
+WEAK_SHOWN = 3        # weak hits returned when none reach the cutoff
+
+
+def _strings(params: dict[str, Any], name: str) -> tuple[str, ...]:
+    """A parameter given as one string or a list of strings, as a tuple (empty when absent)."""
+    value = params.get(name)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,) if value else ()
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(v for v in value if v)
+    raise ApiError("bad_request", f"parameter {name} must be a string or a list of strings")
 
 
 def _param(params: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = None,
@@ -240,25 +253,113 @@ class Service:
         return round(queued * elapsed / written, 1)
 
     def search(self, params: dict[str, Any]) -> dict[str, Any]:
-        from semdexd.search import SearchRequest
+        """Hits at or above the cutoff; when none, ``weak`` holds the best few below it. The result
+        says when the first index is still running (``indexing``) and why it is empty (``notice``)."""
+        from semdexd.search import split_weak
+
+        req = self._search_request(params)
+        self._wait_ready()
+        where = self._search_filter(req, params)
+        all_hits = self.searcher.search(req, where)
+        min_score = req.min_score if req.min_score is not None else self.cfg.search.min_score
+        hits, weak = split_weak(all_hits, min_score)
+        out: dict[str, Any] = {"hits": hits, "min_score": min_score}
+        if not hits:
+            out["weak"] = weak[:WEAK_SHOWN]
+            notice = self._empty_notice(req, where)
+            if notice:
+                out["notice"] = notice
+        progress = self._indexing_progress()
+        if progress:
+            out["indexing"] = progress
+        return out
+
+    def _search_request(self, params: dict[str, Any]) -> Any:
+        from semdexd.search import MODES, SearchRequest
 
         query = _param(params, "query", str, required=True)
         if not query.strip():
             raise ApiError("bad_request", "query is empty")
+        cwd = _param(params, "cwd", str)
+        if cwd is not None and not Path(cwd).is_absolute():
+            raise ApiError("bad_request", "cwd must be an absolute path")
+        base = Path(cwd) if cwd else None
+
+        def absolute(p: str) -> str:
+            path = Path(p).expanduser()
+            if not path.is_absolute():
+                if base is None:
+                    raise ApiError("bad_request", f"relative path {p!r} needs cwd (an absolute folder)")
+                path = base / path
+            return os.path.normpath(str(path))
+
+        min_score = _param(params, "min_score", (int, float))
+        if min_score is not None and not 0.0 <= min_score <= 1.0:
+            raise ApiError("bad_request", "min_score must be between 0 and 1")
         req = SearchRequest(
             query=query,
             limit=max(1, min(_param(params, "limit", int, 10), 200)),
             mode=_param(params, "mode", str, "hybrid"),
-            path=_param(params, "path", str),
-            glob=_param(params, "glob", str),
-            file_type=_param(params, "type", (str, list)),
+            paths=tuple(absolute(p) for p in _strings(params, "path")),
+            globs=_strings(params, "glob"),
+            types=tuple(t.lstrip(".").lower() for t in _strings(params, "type")),
+            excludes=_strings(params, "exclude"),
             since=_param(params, "since", (int, float)),
             per_file=max(1, _param(params, "per_file", int, 3)),
+            min_score=None if min_score is None else float(min_score),
         )
-        if req.mode not in ("hybrid", "semantic", "lexical"):
+        if req.mode not in MODES:
             raise ApiError("bad_request", "mode must be hybrid, semantic or lexical")
-        self._wait_ready()
-        return {"hits": self.searcher.search(req)}
+        return req
+
+    def _search_filter(self, req: Any, params: dict[str, Any]) -> Any:
+        """The manifest filter; relative globs are anchored at the request's paths, else at the
+        client's cwd when it lies in an indexed folder, else at every indexed folder."""
+        from semdexd.search.globs import GlobError
+
+        folders = [str(f) for f in self.cfg.index.folders]
+        cwd = params.get("cwd") if isinstance(params.get("cwd"), str) else None
+        inside = cwd is not None and any(cwd == f or cwd.startswith(f.rstrip("/") + "/") for f in folders)
+        anchors = [cwd] if inside and cwd else folders
+        try:
+            where = req.filter(anchors)
+        except GlobError as exc:
+            raise ApiError("bad_request", str(exc)) from None
+        if req.types:
+            known = self.manifest.indexed_types()
+            unknown = [t for t in req.types if t not in known]
+            if unknown and len(unknown) == len(req.types) and self.state() not in ("starting", "indexing"):
+                raise ApiError("bad_request", f"no indexed files of type {', '.join(unknown)}; "
+                                              f"indexed types: {', '.join(known) or 'none'}")
+        return where
+
+    def _empty_notice(self, req: Any, where: Any) -> str | None:
+        """Why a search found nothing above the cutoff, when the reason is the filter."""
+        if where.empty or self.manifest.any_file(where):
+            return None
+        parts = []
+        if req.paths:
+            parts.append("under " + ", ".join(req.paths))
+        if req.globs:
+            parts.append("matching " + ", ".join(req.globs))
+        if req.types:
+            parts.append("of type " + ", ".join(req.types) + " (indexed types: "
+                         + (", ".join(self.manifest.indexed_types()) or "none") + ")")
+        if req.excludes:
+            parts.append("outside " + ", ".join(req.excludes))
+        if req.since is not None:
+            parts.append("modified since " + time.strftime("%Y-%m-%d %H:%M", time.localtime(req.since)))
+        return "no indexed files " + " and ".join(parts)
+
+    def _indexing_progress(self) -> dict[str, int] | None:
+        """``{"done", "total"}`` files while the first index (or a large batch) is running."""
+        state = self.state()
+        if state not in ("starting", "indexing"):
+            return None
+        counts = self.manifest.counts()
+        queued = self.indexer.queue.pending() + self.indexer.queue.in_flight()
+        done = counts["indexed"] + counts["skipped"] + counts["failed"]
+        return {"done": done, "total": done + queued}
 
     def similar(self, params: dict[str, Any]) -> dict[str, Any]:
         path = _param(params, "path", str, required=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from semdexd.search import SearchRequest, fts_queries, phrase_query, rrf
+from semdexd.search import SearchRequest, fts_queries, phrase_query
 from semdexd.service import Service
 from tests.support import Instance, wait_for
 
@@ -48,8 +48,9 @@ def svc(tmp_path_factory, model_info):
     inst.cleanup()
 
 
-def search(svc: Service, query: str, **kw) -> list[dict]:
-    return svc.searcher.search(SearchRequest(query=query, **kw))
+def search(svc: Service, query: str, anchors: tuple[str, ...] = (), **kw) -> list[dict]:
+    req = SearchRequest(query=query, **kw)
+    return svc.searcher.search(req, req.filter(anchors or (str(svc.folder),)))
 
 
 def rel(svc: Service, hit: dict) -> str:
@@ -74,16 +75,16 @@ def test_meaning_without_shared_words(svc):
 def test_folder_filter_is_applied_inside_the_store_query(svc):
     # "bread" matches most strongly in cooking/more/; filtered to net/, a post-filter over the
     # global top-k would come back (almost) empty: the filtered query must fill the page from net/.
-    hits = search(svc, "baking bread", mode="semantic", path=str(svc.folder / "net"), limit=4, per_file=1)
+    hits = search(svc, "baking bread", mode="semantic", paths=(str(svc.folder / "net"),), limit=4, per_file=1)
     assert len(hits) == 4
     assert all(rel(svc, h).startswith("net/") for h in hits)
-    hits = search(svc, "baking bread", mode="hybrid", path=str(svc.folder / "cooking"), limit=20)
+    hits = search(svc, "baking bread", mode="hybrid", paths=(str(svc.folder / "cooking"),), limit=20)
     assert hits and all(rel(svc, h).startswith("cooking/") for h in hits)
 
 
 def test_type_glob_and_since_filters(svc):
-    assert {rel(svc, h) for h in search(svc, "read the file", file_type="py", limit=20)} == {"net/client.py", "net/settings.py"}
-    assert all(rel(svc, h).startswith("travel/") for h in search(svc, "pasta", glob="travel/*.md"))
+    assert {rel(svc, h) for h in search(svc, "read the file", types=("py",), limit=20)} == {"net/client.py", "net/settings.py"}
+    assert all(rel(svc, h).startswith("travel/") for h in search(svc, "pasta", globs=("travel/*.md",)))
     recent = search(svc, "Colosseum Rome pasta", since=time.time() - 86400, limit=50)
     assert "travel/rome.md" not in {rel(svc, h) for h in recent}
 
@@ -108,25 +109,13 @@ def test_hits_are_grouped_and_merged(svc):
 
 
 def test_fts_query_building():
-    assert fts_queries("parse_config") == ['"parse_config"']  # FTS5 reads it as a phrase
+    assert fts_queries("parse_config") == ['"parse config"', '"parse_config"']  # FTS5 reads both as a phrase
+    assert fts_queries("parse_config x") == ['"parse config x"', '"parse_config" OR "x"']
     assert fts_queries("reset by peer") == ['"reset by peer"', '"reset" OR "by" OR "peer"']
     assert fts_queries('"reset by peer" now')[0] == '"reset by peer"'
     assert fts_queries("bread") == ['"bread"']  # a plain word is not an exact-match request
-    assert phrase_query("bread") is None and phrase_query("getUser") == '"getUser"'
+    assert phrase_query("bread") is None and phrase_query("getUser") == '"getuser"'
     assert fts_queries("!!!") == []
-
-
-def test_rrf_prefers_agreement_and_honours_weights():
-    fused = rrf([["a", "b", "c"], ["b", "a", "d"]])
-    assert max(fused, key=fused.get) in ("a", "b") and fused["a"] == fused["b"] > fused["c"]
-    weighted = rrf([["a"], ["b"]], [1.0, 0.5])
-    assert weighted["a"] == 2 * weighted["b"]
-
-
-def test_exact_match_beats_a_different_semantic_top1():
-    # even when the phrase chunk is absent from the vector list, it leads the fusion
-    fused = rrf([["s1", "s2"], ["p"], ["s1", "p"]], [1.0, 2.0, 0.5])
-    assert max(fused, key=fused.get) == "p"
 
 
 def test_snippet_line_points_at_the_snippet(svc):
@@ -137,10 +126,10 @@ def test_snippet_line_points_at_the_snippet(svc):
 
 
 def test_broad_filter_fallback_still_applies_every_condition(svc, monkeypatch):
-    import semdexd.search as search_mod
+    import semdexd.search.searcher as search_mod
 
     monkeypatch.setattr(search_mod, "PREFILTER_MAX", 0)  # every filter counts as "not selective"
-    hits = search(svc, "pasta bread cake", mode="semantic", glob="travel/*.md", limit=10)
+    hits = search(svc, "pasta bread cake", mode="semantic", globs=("travel/*.md",), limit=10)
     assert hits and all(rel(svc, h).startswith("travel/") for h in hits)
     recent = search(svc, "Colosseum Rome pasta", mode="semantic", since=time.time() - 86400, limit=50)
     assert "travel/rome.md" not in {rel(svc, h) for h in recent}
