@@ -6,7 +6,9 @@ as such) and ``bm25`` (reported, used only to order lexical ties).
 
 * semantic score: the cosine mapped linearly from [COS_LO, COS_HI] onto [0, 1] (clipped); the
   anchors are measured on the dev sets (`semdexd bench quality`) for the bundled model.
-* lexical score: coverage ** LEX_POWER, at least PHRASE_SCORE for an exact phrase/identifier.
+* lexical score: coverage ** lex_power, times (1 - bm25_mix + bm25_mix * bm25 / the query's best
+  bm25) so that term frequency and length count too; at least phrase_score for an exact
+  phrase/identifier.
 * hybrid score: a noisy-OR, ``1 - (1 - semantic) * (1 - w * lexical)``: never below the semantic
   score, and the lexical evidence counts by ``w``, which adapts to the query: ``w`` is W_LEX times
   the best coverage any candidate reaches (when no chunk holds the query's rare words, bag-of-words
@@ -19,6 +21,7 @@ Reading the score (measured on the dev sets, see the README): >= 0.8 clearly abo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class Tuning:
     cos_hi: float = 0.75
     lex_power: float = 1.5
     phrase_score: float = 0.9
+    bm25_mix: float = 0.3         # share of the lexical score given by BM25 relative to the query's best
     w_lex: float = 0.8
     adaptive: bool = True
     file_share: float = 0.1       # file rank: best chunk + this share of the next ones
@@ -53,24 +57,39 @@ def semantic_score(cosine: float | None, t: Tuning) -> float:
     return min(1.0, max(0.0, (cosine - t.cos_lo) / (t.cos_hi - t.cos_lo)))
 
 
-def lexical_score(s: Signals, t: Tuning) -> float:
-    score = s.coverage ** t.lex_power
+def lexical_score(s: Signals, t: Tuning, best_bm25: float = 0.0) -> float:
+    """Coverage-based, scaled down by ``bm25_mix`` for chunks whose BM25 (term frequency, length)
+    is below the query's best; at least ``phrase_score`` with the exact phrase."""
+    relative = (s.bm25 or 0.0) / best_bm25 if best_bm25 > 0 else 1.0
+    score = s.coverage ** t.lex_power * (1.0 - t.bm25_mix + t.bm25_mix * relative)
     return max(score, t.phrase_score) if s.phrase else score
 
 
-def lexical_weight(best_coverage: float, t: Tuning) -> float:
-    """How much lexical evidence counts in hybrid mode for this query."""
-    return t.w_lex * (best_coverage if t.adaptive else 1.0)
+@dataclass(frozen=True)
+class QueryEvidence:
+    """What the scores of one query's chunks depend on beyond their own signals."""
+
+    w_lex: float            # weight of lexical evidence in hybrid mode
+    best_bm25: float        # best BM25 among the candidates
 
 
-def score(s: Signals, mode: str, t: Tuning, w_lex: float) -> float:
-    """The 0..1 relevance of a chunk in ``mode`` (hybrid uses the query's lexical weight)."""
+def query_evidence(signals: Iterable[Signals], t: Tuning) -> QueryEvidence:
+    """``w_lex`` is ``w_lex`` times the best coverage any candidate reaches (when ``adaptive``)."""
+    best_cov, best_bm25 = 0.0, 0.0
+    for s in signals:
+        best_cov = max(best_cov, s.coverage)
+        best_bm25 = max(best_bm25, s.bm25 or 0.0)
+    return QueryEvidence(t.w_lex * (best_cov if t.adaptive else 1.0), best_bm25)
+
+
+def score(s: Signals, mode: str, t: Tuning, q: QueryEvidence) -> float:
+    """The 0..1 relevance of a chunk in ``mode``."""
     if mode == "semantic":
         return semantic_score(s.cosine, t)
-    lex = lexical_score(s, t)
+    lex = lexical_score(s, t, q.best_bm25)
     if mode == "lexical":
         return lex
-    return 1.0 - (1.0 - semantic_score(s.cosine, t)) * (1.0 - w_lex * lex)
+    return 1.0 - (1.0 - semantic_score(s.cosine, t)) * (1.0 - q.w_lex * lex)
 
 
 def file_score(chunk_scores: list[float], t: Tuning) -> float:

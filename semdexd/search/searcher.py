@@ -10,6 +10,7 @@ insertion order, so the same index gives the same answer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,16 @@ EXACT_MAX = 2000              # up to this many candidates: exact scores over th
 PREFILTER_MAX = 20000         # up to this many: Chroma's query restricted to the candidate ids
 
 
+@dataclass
+class Candidates:
+    """A query's candidate chunks: rows, signals, and each list's order (for analysis)."""
+
+    rows: dict[str, ChunkRow] = field(default_factory=dict)
+    signals: dict[str, scoring.Signals] = field(default_factory=dict)
+    lists: dict[str, list[str]] = field(default_factory=lambda: {"semantic": [], "phrase": [], "words": []})
+    words: set[str] = field(default_factory=set)
+
+
 class Searcher:
     def __init__(self, manifest: Manifest, store: VectorStore, embedder: Any,
                  tuning: scoring.Tuning = scoring.DEFAULT) -> None:
@@ -39,31 +50,42 @@ class Searcher:
 
     def search(self, req: SearchRequest, where: Filter | None = None) -> list[dict[str, Any]]:
         """Hits for ``req`` best first (all of them, weak ones included; see `split_weak`)."""
-        where = where if where is not None else req.filter()
-        signals: dict[str, scoring.Signals] = {}
+        return self.rank(self.candidates(req, where if where is not None else req.filter()), req)
+
+    def candidates(self, req: SearchRequest, where: Filter) -> Candidates:
+        """Every chunk any list proposes for ``req``, with its signals."""
+        found = Candidates()
         vector = self._query_vector(req.query) if req.mode != "lexical" else None
         if vector is not None:
             for n in self.vector_neighbours(vector, where, CANDIDATES):
-                signals.setdefault(n.id, scoring.Signals()).cosine = n.score
+                found.lists["semantic"].append(n.id)
+                found.signals.setdefault(n.id, scoring.Signals()).cosine = n.score
         if req.mode != "semantic":
-            for match in (phrase_query(req.query), words_query(req.query)):
+            for name, match in (("phrase", phrase_query(req.query)), ("words", words_query(req.query))):
                 for cid, bm25 in (self.manifest.lexical(match, CANDIDATES, where) if match else []):
-                    s = signals.setdefault(cid, scoring.Signals())
+                    found.lists[name].append(cid)
+                    s = found.signals.setdefault(cid, scoring.Signals())
                     s.bm25 = max(bm25, s.bm25) if s.bm25 is not None else bm25
-        rows = self.manifest.chunks_by_id(list(signals))
+        found.rows = self.manifest.chunks_by_id(list(found.signals))
         if vector is not None:
-            missing = [cid for cid, s in signals.items() if s.cosine is None and cid in rows]
+            missing = [cid for cid, s in found.signals.items() if s.cosine is None and cid in found.rows]
             for n in self.store.exact(vector, missing, len(missing)) if missing else []:
-                signals[n.id].cosine = n.score
+                found.signals[n.id].cosine = n.score
         terms = self._terms(req.query)
-        for cid, row in rows.items():
+        found.words = set(terms.weights)
+        for cid, row in found.rows.items():
             toks = tokens(row.text)
-            signals[cid].coverage = terms.coverage(set(toks))
-            signals[cid].phrase = terms.has_phrase(toks)
-        best_cov = max((s.coverage for cid, s in signals.items() if cid in rows), default=0.0)
-        w_lex = scoring.lexical_weight(best_cov, self.tuning)
-        scores = {cid: scoring.score(signals[cid], req.mode, self.tuning, w_lex) for cid in rows}
-        return self._hits(rows, scores, signals, req, set(terms.weights))
+            found.signals[cid].coverage = terms.coverage(set(toks))
+            found.signals[cid].phrase = terms.has_phrase(toks)
+        return found
+
+    def rank(self, found: Candidates, req: SearchRequest, tuning: scoring.Tuning | None = None) -> list[dict[str, Any]]:
+        """The hits of ``found`` for ``req`` under ``tuning`` (default: the searcher's)."""
+        t = tuning or self.tuning
+        rows = found.rows
+        evidence = scoring.query_evidence((found.signals[cid] for cid in rows), t)
+        scores = {cid: scoring.score(found.signals[cid], req.mode, t, evidence) for cid in rows}
+        return self._hits(rows, scores, found.signals, req, found.words, t)
 
     def _terms(self, query: str) -> QueryTerms:
         total, df = self.manifest.doc_freqs(list(dict.fromkeys(tokens(query))))
@@ -101,25 +123,14 @@ class Searcher:
         signals = {n.id: scoring.Signals(cosine=n.score) for n in got}
         scores = {n.id: scoring.semantic_score(n.score, self.tuning) for n in got}
         found = self.manifest.chunks_by_id(list(scores))
-        return self._hits(found, scores, signals, SearchRequest(query="", limit=limit, mode="semantic"), set())
+        return self._hits(found, scores, signals, SearchRequest(query="", limit=limit, mode="semantic"), set(),
+                          self.tuning)
 
     # ------------------------------------------------------------ presentation
 
     def _hits(self, rows: dict[str, ChunkRow], scores: dict[str, float], signals: dict[str, scoring.Signals],
-              req: SearchRequest, words: set[str]) -> list[dict[str, Any]]:
-        by_file: dict[str, list[ChunkRow]] = {}
-        for cid in sorted(rows, key=lambda c: (-scores[c], rows[c].path, rows[c].start_line, c)):
-            by_file.setdefault(rows[cid].path, []).append(rows[cid])
-        ranked_files = sorted(by_file, key=lambda p: (-scoring.file_score([scores[r.id] for r in by_file[p]],
-                                                                          self.tuning), p))
-        hits: list[dict[str, Any]] = []
-        for path in ranked_files:
-            groups = merge_adjacent(by_file[path][: req.per_file])
-            file_hits = [self._hit(path, g, scores, signals, words) for g in groups]
-            hits += sorted(file_hits, key=lambda h: (-h["score"], h["start_line"]))
-            if len(hits) >= req.limit:
-                break
-        return hits[: req.limit]
+              req: SearchRequest, words: set[str], t: scoring.Tuning) -> list[dict[str, Any]]:
+        return [self._hit(g[0].path, g, scores, signals, words) for g in ordered_groups(rows, scores, req, t)]
 
     @staticmethod
     def _hit(path: str, group: list[ChunkRow], scores: dict[str, float], signals: dict[str, scoring.Signals],
@@ -133,6 +144,24 @@ class Searcher:
                 "signals": {"cosine": None if s.cosine is None else round(s.cosine, 4),
                             "bm25": None if s.bm25 is None else round(s.bm25, 4),
                             "coverage": round(s.coverage, 4), "phrase": s.phrase}}
+
+
+def ordered_groups(rows: dict[str, ChunkRow], scores: dict[str, float], req: SearchRequest,
+                   t: scoring.Tuning) -> list[list[ChunkRow]]:
+    """The hits' chunk groups in answer order: files by `scoring.file_score`, then within a file
+    its best ``per_file`` chunks (adjacent ones merged) by score; at most ``req.limit`` groups.
+    Ties are ordered by path and line."""
+    by_file: dict[str, list[ChunkRow]] = {}
+    for cid in sorted(rows, key=lambda c: (-scores[c], rows[c].path, rows[c].start_line, c)):
+        by_file.setdefault(rows[cid].path, []).append(rows[cid])
+    files = sorted(by_file, key=lambda p: (-scoring.file_score([scores[r.id] for r in by_file[p]], t), p))
+    out: list[list[ChunkRow]] = []
+    for path in files:
+        groups = merge_adjacent(by_file[path][: req.per_file])
+        out += sorted(groups, key=lambda g: (-max(scores[r.id] for r in g), g[0].start_line))
+        if len(out) >= req.limit:
+            break
+    return out[: req.limit]
 
 
 def split_weak(hits: list[dict[str, Any]], min_score: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
