@@ -352,12 +352,12 @@ class Service:
         return "no indexed files " + " and ".join(parts)
 
     def _indexing_progress(self) -> dict[str, int] | None:
-        """``{"done", "total"}`` files while the first index (or a large batch) is running."""
-        state = self.state()
-        if state not in ("starting", "indexing"):
+        """``{"done", "total"}`` files while files wait to be indexed (the first index, a large
+        batch, or a paused indexer), else None."""
+        queued = self.indexer.queue.pending() + self.indexer.queue.in_flight()
+        if queued == 0 and self._scanned.is_set():
             return None
         counts = self.manifest.counts()
-        queued = self.indexer.queue.pending() + self.indexer.queue.in_flight()
         done = counts["indexed"] + counts["skipped"] + counts["failed"]
         return {"done": done, "total": done + queued}
 
