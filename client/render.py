@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 RESET, BOLD, DIM, MAGENTA, GREEN, YELLOW, RED = (
     "\x1b[0m", "\x1b[1m", "\x1b[2m", "\x1b[35m", "\x1b[32m", "\x1b[33m", "\x1b[31m")
@@ -39,7 +40,7 @@ def display_path(path: str, cwd: Path) -> str:
         return path
 
 
-def term_pattern(query: str) -> "re.Pattern[str] | None":
+def term_pattern(query: str) -> re.Pattern[str] | None:
     """Case-insensitive pattern of the query's words as the index sees them (letter/digit runs:
     ``parse_config`` highlights ``parse`` and ``config``), or None for a query without words."""
     words = sorted({w.lower() for w in re.findall(r"[^\W_]+", query)}, key=len, reverse=True)
@@ -48,7 +49,7 @@ def term_pattern(query: str) -> "re.Pattern[str] | None":
     return re.compile(r"(?<![^\W_])(" + "|".join(re.escape(w) for w in words) + r")(?![^\W_])", re.IGNORECASE)
 
 
-def highlight(text: str, terms: "re.Pattern[str] | None", color: bool) -> str:
+def highlight(text: str, terms: re.Pattern[str] | None, color: bool) -> str:
     """``text`` with the query's words in bold red (when ``color``)."""
     if not color or terms is None:
         return text

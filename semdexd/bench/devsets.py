@@ -107,7 +107,7 @@ def package_description(package: str) -> str | None:
         return None
     if not text:
         return None
-    head, _, body = text.partition("\n\n")
+    _, _, body = text.partition("\n\n")
     return body or None
 
 

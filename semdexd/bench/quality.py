@@ -24,13 +24,15 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from semdexd.bench.devsets import Item, load, materialise
 from semdexd.config import Config
 from semdexd.search import scoring
+from semdexd.search.searcher import Candidates
 
 MODES = ("semantic", "lexical", "hybrid")
 SETS = ("docstrings", "identifiers", "docs")
@@ -44,7 +46,7 @@ class Asked:
 
     item: Item | None          # None: unanswerable
     query: str
-    found: Any                 # semdexd.search.searcher.Candidates
+    found: Candidates
 
 
 def work_dir(fresh: bool, quick: bool) -> tuple[Path, bool]:
@@ -88,12 +90,13 @@ def gather(svc: Any, items: list[Item], unanswerable: list[str]) -> list[Asked]:
 # ---------------------------------------------------------------- ranking offline
 
 
-def _restrict(found: Any, mode: str) -> dict[str, Any]:
+def _restrict(found: Candidates, mode: str) -> dict[str, Any]:
     if mode == "hybrid":
         return found.rows
     names = ("semantic",) if mode == "semantic" else ("phrase", "words")
     keep = {cid for n in names for cid in found.lists[n]}
-    return {cid: r for cid, r in found.rows.items() if cid in keep}
+    rows: dict[str, Any] = {cid: r for cid, r in found.rows.items() if cid in keep}
+    return rows
 
 
 def ranked(a: Asked, mode: str, t: scoring.Tuning, legacy: bool = False, limit: int = 10) -> list[tuple[list[Any], float]]:
@@ -129,7 +132,7 @@ def _legacy_scores(found: Any, mode: str, rows: dict[str, Any]) -> dict[str, flo
 
 def _relevant(group: list[Any], item: Item, corpus: Path) -> bool:
     path = str(corpus / item.source)
-    return group[0].path == path and min(r.start_line for r in group) <= item.end_line \
+    return bool(group[0].path == path) and min(r.start_line for r in group) <= item.end_line \
         and max(r.end_line for r in group) >= item.start_line
 
 
@@ -149,7 +152,7 @@ def metrics(asked: Iterable[Asked], mode: str, t: scoring.Tuning, corpus: Path, 
 
 def calibration(asked: list[Asked], t: scoring.Tuning, cutoff: float, corpus: Path) -> dict[str, Any]:
     """Per mode: share of answerable test queries whose right answer (within the top 10) scores
-    at or above ``cutoff``, share of unanswerable queries whose best hit scores below it, and
+    at or above ``cutoff`` (of all of them, and of those whose answer is in the top 10), share of unanswerable queries whose best hit scores below it, and
     score medians (right answers, wrong top-1s, unanswerable top-1s)."""
     out: dict[str, Any] = {}
     for mode in MODES:
@@ -169,6 +172,7 @@ def calibration(asked: list[Asked], t: scoring.Tuning, cutoff: float, corpus: Pa
                 got = ranked(a, mode, t)
                 none_top.append(got[0][1] if got else 0.0)
         out[mode] = {"answer_above_cutoff": round(above / (len(answerable) or 1), 3),
+                     "found_answer_above_cutoff": round(above / (len(right) or 1), 3),
                      "unanswerable_below_cutoff": round(sum(s < cutoff for s in none_top) / (len(none_top) or 1), 3),
                      "median_right_answer": _median(right), "median_wrong_top1": _median(wrong_top),
                      "median_unanswerable_top1": _median(none_top),
@@ -183,8 +187,8 @@ def _median(xs: list[float]) -> float | None:
 # ---------------------------------------------------------------- tuning
 
 
-GRID = {"cos_lo": (0.1, 0.2), "cos_hi": (0.6, 0.75), "lex_power": (1.0, 2.0), "w_lex": (0.3, 0.5, 0.7, 1.0),
-        "adaptive": (True, False), "phrase_score": (0.8, 0.95), "bm25_mix": (0.0, 0.3, 0.6)}
+GRID = {"cos_lo": (0.0, 0.15), "cos_hi": (0.75, 0.9), "lex_power": (0.5, 1.0), "w_lex": (0.35, 0.5, 0.7),
+        "adaptive": (True, False), "phrase_score": (0.5, 0.8), "bm25_mix": (0.6, 1.0), "file_share": (0.0, 0.1)}
 
 
 def tune(by_set: dict[str, list[Asked]], corpus: Path, base: scoring.Tuning,
@@ -195,7 +199,7 @@ def tune(by_set: dict[str, list[Asked]], corpus: Path, base: scoring.Tuning,
     best: tuple[float, scoring.Tuning] | None = None
     keys = list(GRID)
     for values in itertools.product(*(GRID[k] for k in keys)):
-        t = replace(base, **dict(zip(keys, values)))
+        t = replace(base, **dict(zip(keys, values)))  # type: ignore[arg-type]
         margins = []
         for name, qs in by_set.items():
             h = metrics(qs, "hybrid", t, corpus)
@@ -248,6 +252,7 @@ def run(cfg: Config, quick: bool, fresh: bool, do_tune: bool, progress: Callable
         }
     test_all = [a for a in asked if a.item is None or a.item.split == "test"]
     results["calibration"] = calibration(test_all, t, cfg.search.min_score, corpus)
+    results["unanswerable"] = len(unanswerable)
     return results
 
 
@@ -263,7 +268,7 @@ def table(r: dict[str, Any]) -> str:
     lines += ["", "file rank, hybrid (share of the next chunks' scores added to the best): file@1 / MRR@10"]
     for s, d in r["sets"].items():
         lines.append(f"  {s}: " + ", ".join(f"{k}: {v['file@1']} / {v['mrr@10']}" for k, v in d["file_rank"].items()))
-    lines += ["", f"score calibration (cutoff {r['cutoff']}, test halves + {len(r.get('unanswerable', [])) or 'the'} unanswerable queries):"]
+    lines += ["", f"score calibration (cutoff {r['cutoff']}, test halves + {r['unanswerable']} unanswerable queries):"]
     for m, c in r["calibration"].items():
         lines.append(f"  {m}: " + ", ".join(f"{k} {v}" for k, v in c.items()))
     if "tuned" in r:

@@ -10,7 +10,7 @@ any of which may match.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from pathspec.patterns.gitignore.basic import GitIgnoreBasicPattern
 

@@ -8,11 +8,13 @@ as such) and ``bm25`` (reported, used only to order lexical ties).
   anchors are measured on the dev sets (`semdexd bench quality`) for the bundled model.
 * lexical score: coverage ** lex_power, times (1 - bm25_mix + bm25_mix * bm25 / the query's best
   bm25) so that term frequency and length count too; at least phrase_score for an exact
-  phrase/identifier.
-* hybrid score: a noisy-OR, ``1 - (1 - semantic) * (1 - w * lexical)``: never below the semantic
-  score, and the lexical evidence counts by ``w``, which adapts to the query: ``w`` is W_LEX times
-  the best coverage any candidate reaches (when no chunk holds the query's rare words, bag-of-words
-  matches are filler and count little; when one holds them all, they count fully).
+  phrase/identifier (phrase_score + (1 - phrase_score) * that).
+* hybrid score: a noisy-OR, ``1 - (1 - semantic) * (1 - w_lex * lexical)``: never below the
+  semantic score; lexical evidence adds in proportion to its strength for this query (the share of
+  the query's rare words the chunk holds, its BM25 against the query's best, an exact phrase), so a
+  query whose words the answer does not share falls back on meaning, and an identifier or phrase
+  found verbatim leads. (Scaling ``w_lex`` further by the best coverage, ``adaptive``, lost on the
+  tune halves and is off.) Parameters chosen on the dev sets' tune halves (bench quality --tune).
 
 Reading the score (measured on the dev sets, see the README): >= 0.8 clearly about the query;
 ~0.5 related; below MIN_SCORE (0.35 by default) probably filler.
@@ -20,8 +22,8 @@ Reading the score (measured on the dev sets, see the README): >= 0.8 clearly abo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -30,12 +32,12 @@ class Tuning:
 
     cos_lo: float = 0.15
     cos_hi: float = 0.75
-    lex_power: float = 1.5
-    phrase_score: float = 0.9
-    bm25_mix: float = 0.3         # share of the lexical score given by BM25 relative to the query's best
-    w_lex: float = 0.8
-    adaptive: bool = True
-    file_share: float = 0.1       # file rank: best chunk + this share of the next ones
+    lex_power: float = 1.0
+    phrase_score: float = 0.8
+    bm25_mix: float = 1.0         # share of the lexical score given by BM25 relative to the query's best
+    w_lex: float = 0.5
+    adaptive: bool = False        # scale w_lex by the best coverage (lost on the tune halves: off)
+    file_share: float = 0.1       # file rank: best chunk + this share of the next two
 
 
 DEFAULT = Tuning()
@@ -59,10 +61,11 @@ def semantic_score(cosine: float | None, t: Tuning) -> float:
 
 def lexical_score(s: Signals, t: Tuning, best_bm25: float = 0.0) -> float:
     """Coverage-based, scaled down by ``bm25_mix`` for chunks whose BM25 (term frequency, length)
-    is below the query's best; at least ``phrase_score`` with the exact phrase."""
+    is below the query's best; with the exact phrase, ``phrase_score`` plus the rest of the way
+    in proportion (so phrase matches keep their order among themselves)."""
     relative = (s.bm25 or 0.0) / best_bm25 if best_bm25 > 0 else 1.0
-    score = s.coverage ** t.lex_power * (1.0 - t.bm25_mix + t.bm25_mix * relative)
-    return max(score, t.phrase_score) if s.phrase else score
+    score = float(s.coverage ** t.lex_power) * (1.0 - t.bm25_mix + t.bm25_mix * relative)
+    return t.phrase_score + (1.0 - t.phrase_score) * score if s.phrase else score
 
 
 @dataclass(frozen=True)

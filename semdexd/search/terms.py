@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
@@ -64,7 +64,7 @@ class QueryTerms:
     phrases: tuple[tuple[str, ...], ...]
 
     @classmethod
-    def build(cls, query: str, total: int, doc_freq: Mapping[str, int]) -> "QueryTerms":
+    def build(cls, query: str, total: int, doc_freq: Mapping[str, int]) -> QueryTerms:
         weights = {t: idf(total, doc_freq.get(t, 0)) for t in dict.fromkeys(tokens(query))}
         return cls(weights, tuple(tuple(p) for p in phrases(query)))
 
