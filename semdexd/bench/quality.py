@@ -33,6 +33,7 @@ from semdexd.bench.devsets import Item, load, materialise
 from semdexd.config import Config
 from semdexd.search import scoring
 from semdexd.search.searcher import Candidates
+from semdexd.search.terms import tokens
 
 MODES = ("semantic", "lexical", "hybrid")
 SETS = ("docstrings", "identifiers", "docs")
@@ -109,7 +110,7 @@ def ranked(a: Asked, mode: str, t: scoring.Tuning, legacy: bool = False, limit: 
         scores = _legacy_scores(a.found, mode, rows)
         t = replace(t, file_share=0.0)
     else:
-        evidence = scoring.query_evidence((a.found.signals[c] for c in rows), t)
+        evidence = scoring.query_evidence((a.found.signals[c] for c in rows), t, len(set(tokens(a.query))))
         scores = {c: scoring.score(a.found.signals[c], mode, t, evidence) for c in rows}
     groups = ordered_groups(rows, scores, SearchRequest(query=a.query, limit=limit, mode=mode), t)
     return [(g, max(scores[r.id] for r in g)) for g in groups]
@@ -187,8 +188,8 @@ def _median(xs: list[float]) -> float | None:
 # ---------------------------------------------------------------- tuning
 
 
-GRID = {"cos_lo": (0.0, 0.15), "cos_hi": (0.75, 0.9), "lex_power": (0.5, 1.0), "w_lex": (0.35, 0.5, 0.7),
-        "adaptive": (True, False), "phrase_score": (0.5, 0.8), "bm25_mix": (0.6, 1.0), "file_share": (0.0, 0.1)}
+GRID = {"cos_hi": (0.75, 0.9), "lex_power": (0.5, 1.0), "w_lex": (0.2, 0.35, 0.5), "w_lex_short": (0.5, 0.7, 1.0),
+        "short_tokens": (3, 5), "phrase_score": (0.5, 0.8), "bm25_mix": (0.6, 1.0), "file_share": (0.0, 0.1)}
 
 
 def tune(by_set: dict[str, list[Asked]], corpus: Path, base: scoring.Tuning,

@@ -9,12 +9,14 @@ as such) and ``bm25`` (reported, used only to order lexical ties).
 * lexical score: coverage ** lex_power, times (1 - bm25_mix + bm25_mix * bm25 / the query's best
   bm25) so that term frequency and length count too; at least phrase_score for an exact
   phrase/identifier (phrase_score + (1 - phrase_score) * that).
-* hybrid score: a noisy-OR, ``1 - (1 - semantic) * (1 - w_lex * lexical)``: never below the
+* hybrid score: a noisy-OR, ``1 - (1 - semantic) * (1 - w * lexical)``: never below the
   semantic score; lexical evidence adds in proportion to its strength for this query (the share of
   the query's rare words the chunk holds, its BM25 against the query's best, an exact phrase), so a
   query whose words the answer does not share falls back on meaning, and an identifier or phrase
-  found verbatim leads. (Scaling ``w_lex`` further by the best coverage, ``adaptive``, lost on the
-  tune halves and is off.) Parameters chosen on the dev sets' tune halves (bench quality --tune).
+  found verbatim leads. ``w`` adapts to the query: ``w_lex_short`` for a short query (a name, a
+  few keywords: its words are the evidence), ``w_lex`` for a longer description. (Scaling ``w``
+  by the best coverage any chunk reaches was tried and lost on the tune halves.) Parameters chosen
+  on the dev sets' tune halves (`semdexd bench quality --tune`).
 
 Reading the score (measured on the dev sets, see the README): >= 0.8 clearly about the query;
 ~0.5 related; below MIN_SCORE (0.35 by default) probably filler.
@@ -35,8 +37,9 @@ class Tuning:
     lex_power: float = 1.0
     phrase_score: float = 0.8
     bm25_mix: float = 1.0         # share of the lexical score given by BM25 relative to the query's best
-    w_lex: float = 0.5
-    adaptive: bool = False        # scale w_lex by the best coverage (lost on the tune halves: off)
+    w_lex: float = 0.35           # lexical weight for descriptive queries (more than short_tokens words)
+    w_lex_short: float = 0.7      # lexical weight for short queries (names, keywords)
+    short_tokens: int = 5
     file_share: float = 0.1       # file rank: best chunk + this share of the next two
 
 
@@ -76,13 +79,11 @@ class QueryEvidence:
     best_bm25: float        # best BM25 among the candidates
 
 
-def query_evidence(signals: Iterable[Signals], t: Tuning) -> QueryEvidence:
-    """``w_lex`` is ``w_lex`` times the best coverage any candidate reaches (when ``adaptive``)."""
-    best_cov, best_bm25 = 0.0, 0.0
-    for s in signals:
-        best_cov = max(best_cov, s.coverage)
-        best_bm25 = max(best_bm25, s.bm25 or 0.0)
-    return QueryEvidence(t.w_lex * (best_cov if t.adaptive else 1.0), best_bm25)
+def query_evidence(signals: Iterable[Signals], t: Tuning, query_tokens: int) -> QueryEvidence:
+    """The lexical weight by query length (a short query names something: its words are the
+    evidence; a long one describes: meaning counts more), and the candidates' best BM25."""
+    best_bm25 = max((s.bm25 or 0.0 for s in signals), default=0.0)
+    return QueryEvidence(t.w_lex_short if query_tokens <= t.short_tokens else t.w_lex, best_bm25)
 
 
 def score(s: Signals, mode: str, t: Tuning, q: QueryEvidence) -> float:

@@ -38,6 +38,7 @@ class Candidates:
     signals: dict[str, scoring.Signals] = field(default_factory=dict)
     lists: dict[str, list[str]] = field(default_factory=lambda: {"semantic": [], "phrase": [], "words": []})
     words: set[str] = field(default_factory=set)
+    query_tokens: int = 0
 
 
 class Searcher:
@@ -73,6 +74,7 @@ class Searcher:
                 found.signals[n.id].cosine = n.score
         terms = self._terms(req.query)
         found.words = set(terms.weights)
+        found.query_tokens = len(terms.weights)
         for cid, row in found.rows.items():
             toks = tokens(row.text)
             found.signals[cid].coverage = terms.coverage(set(toks))
@@ -83,7 +85,7 @@ class Searcher:
         """The hits of ``found`` for ``req`` under ``tuning`` (default: the searcher's)."""
         t = tuning or self.tuning
         rows = found.rows
-        evidence = scoring.query_evidence((found.signals[cid] for cid in rows), t)
+        evidence = scoring.query_evidence((found.signals[cid] for cid in rows), t, found.query_tokens)
         scores = {cid: scoring.score(found.signals[cid], req.mode, t, evidence) for cid in rows}
         return self._hits(rows, scores, found.signals, req, found.words, t)
 
