@@ -265,7 +265,7 @@ class Service:
         hits, weak = split_weak(all_hits, min_score)
         out: dict[str, Any] = {"hits": hits, "min_score": min_score}
         if not hits:
-            out["weak"] = weak[:WEAK_SHOWN]
+            out["weak"] = [h for h in weak if h["score"] > 0][:WEAK_SHOWN]
             notice = self._empty_notice(req, where)
             if notice:
                 out["notice"] = notice

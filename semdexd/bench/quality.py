@@ -1,4 +1,4 @@
-"""`semdexd bench quality [--quick] [--json] [--tune] [--fresh]`: retrieval quality on the dev sets.
+"""`semdexd bench quality [--quick] [--json] [--tune] [--fresh] [--target N]`: retrieval quality on the dev sets.
 
 The dev sets (`devsets`: docstrings, identifiers, docs, plus unanswerable queries) are written
 into a corpus folder and indexed by the real Service. The corpus and index live in a persistent
@@ -50,11 +50,11 @@ class Asked:
     found: Candidates
 
 
-def work_dir(fresh: bool, quick: bool) -> tuple[Path, bool]:
+def work_dir(fresh: bool, quick: bool, target: int | None = None) -> tuple[Path, bool]:
     if fresh:
         return Path(tempfile.mkdtemp(prefix="semdex-quality-")), True
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "semdex" / "bench-quality"
-    path = base / ("quick" if quick else "full")
+    path = base / (("quick" if quick else "full") + (f"-{target}" if target else ""))
     path.mkdir(parents=True, exist_ok=True)
     return path, False
 
@@ -217,8 +217,12 @@ def tune(by_set: dict[str, list[Asked]], corpus: Path, base: scoring.Tuning,
 # ---------------------------------------------------------------- run
 
 
-def run(cfg: Config, quick: bool, fresh: bool, do_tune: bool, progress: Callable[[str], None]) -> dict[str, Any]:
-    work, temporary = work_dir(fresh, quick)
+def run(cfg: Config, quick: bool, fresh: bool, do_tune: bool, progress: Callable[[str], None],
+        target: int | None = None) -> dict[str, Any]:
+    if target:
+        cfg = replace(cfg, chunk=replace(cfg.chunk, target_tokens=target,
+                                         overlap_tokens=min(cfg.chunk.overlap_tokens, target // 8)))
+    work, temporary = work_dir(fresh, quick, target)
     corpus = work / "corpus"
     items, unanswerable = load(quick)
     items = materialise(items, corpus)
@@ -235,7 +239,7 @@ def run(cfg: Config, quick: bool, fresh: bool, do_tune: bool, progress: Callable
         if temporary:
             shutil.rmtree(work, ignore_errors=True)
     t = scoring.DEFAULT
-    results: dict[str, Any] = {"chunks": chunks, "index_s": index_s, "files": sum(1 for _ in corpus.rglob("*") if _.is_file()) if not temporary else None,
+    results: dict[str, Any] = {"target_tokens": cfg.chunk.target_tokens, "chunks": chunks, "index_s": index_s, "files": sum(1 for _ in corpus.rglob("*") if _.is_file()) if not temporary else None,
                                "tuning": asdict(t), "cutoff": cfg.search.min_score, "sets": {}}
     split = {s: {h: [a for a in asked if a.item and a.item.set == s and a.item.split == h] for h in ("tune", "test")}
              for s in SETS}
@@ -258,7 +262,7 @@ def run(cfg: Config, quick: bool, fresh: bool, do_tune: bool, progress: Callable
 
 
 def table(r: dict[str, Any]) -> str:
-    lines = [f"{r['chunks']} chunks; TEST halves; fusion {r['tuning']}",
+    lines = [f"{r['chunks']} chunks of ~{r.get('target_tokens')} tokens; TEST halves; fusion {r['tuning']}",
              "| set (test queries) | mode | recall@1 before → after | recall@10 before → after | MRR@10 before → after | file@1 after |",
              "|---|---|---|---|---|---|"]
     for s, d in r["sets"].items():
@@ -282,10 +286,13 @@ def main(argv: list[str], cfg: Config) -> int:
     ap.add_argument("--quick", action="store_true", help="12 stdlib modules instead of 50 (docs set whole)")
     ap.add_argument("--fresh", action="store_true", help="index in a temp dir (no reuse, nothing kept)")
     ap.add_argument("--tune", action="store_true", help="grid-search the fusion on the tune halves")
+    ap.add_argument("--target", type=int, default=None, metavar="TOKENS",
+                    help="chunk size to index with (default: the configured one)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     import sys
 
-    results = run(cfg, args.quick, args.fresh, args.tune, lambda msg: print(msg, file=sys.stderr, flush=True))
+    results = run(cfg, args.quick, args.fresh, args.tune, lambda msg: print(msg, file=sys.stderr, flush=True),
+                  args.target)
     print(json.dumps(results, indent=2) if args.json else table(results))
     return 0
