@@ -14,7 +14,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import structlog
@@ -23,6 +23,10 @@ from semdexd import PROTOCOL_VERSION, __version__
 from semdexd.config import Config
 from semdexd.errors import ApiError
 from semdexd.metrics import Metrics
+
+if TYPE_CHECKING:
+    from semdexd.manifest import Filter
+    from semdexd.search import SearchRequest
 
 log = structlog.get_logger()
 
@@ -274,7 +278,7 @@ class Service:
             out["indexing"] = progress
         return out
 
-    def _search_request(self, params: dict[str, Any]) -> Any:
+    def _search_request(self, params: dict[str, Any]) -> SearchRequest:
         from semdexd.search import MODES, SearchRequest
 
         query = _param(params, "query", str, required=True)
@@ -312,7 +316,7 @@ class Service:
             raise ApiError("bad_request", "mode must be hybrid, semantic or lexical")
         return req
 
-    def _search_filter(self, req: Any, params: dict[str, Any]) -> Any:
+    def _search_filter(self, req: SearchRequest, params: dict[str, Any]) -> Filter:
         """The manifest filter; relative globs are anchored at the request's paths, else at the
         client's cwd when it lies in an indexed folder, else at every indexed folder."""
         from semdexd.search.globs import GlobError
@@ -333,7 +337,7 @@ class Service:
                                               f"indexed types: {', '.join(known) or 'none'}")
         return where
 
-    def _empty_notice(self, req: Any, where: Any) -> str | None:
+    def _empty_notice(self, req: SearchRequest, where: Filter) -> str | None:
         """Why a search found nothing above the cutoff, when the reason is the filter."""
         if where.empty or self.manifest.any_file(where):
             return None
