@@ -1,7 +1,8 @@
 """``semdex``: the thin command-line client of semdexd.
 
 Exit codes (scripts can trust them):
-  0 ok · 1 no results (search/similar), or ``status --wait`` timed out · 2 usage error ·
+  0 ok · 1 no results (search/similar; for search: no hit at or above the score cutoff, the
+  best weak hits then shown dimmed), or ``status --wait`` timed out · 2 usage error ·
   3 daemon not running · 4 the daemon returned an error (or reports state ``error``) ·
   5 communication failed (timeout, dropped connection, permission) · 130 interrupted.
 """
@@ -41,8 +42,15 @@ def _hit_output(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-n", "--limit", type=int, default=10, metavar="N", help="at most N hits (default 10)")
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="a JSON array of hits")
+    fmt.add_argument("--jsonl", action="store_true", help="one JSON object per hit, one per line")
     fmt.add_argument("--vimgrep", action="store_true", help="path:line:col:text lines for quickfix lists")
-    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    fmt.add_argument("-l", "--files-with-matches", action="store_true", help="only the paths of the hits, once each")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                        help="highlight (auto: on a terminal, unless NO_COLOR is set)")
+    parser.add_argument("-C", "--context", type=int, default=0, metavar="N",
+                        help="N lines of context around each snippet (read from the file on disk)")
+    parser.add_argument("-A", "--after-context", type=int, default=None, metavar="N", help="N lines after")
+    parser.add_argument("-B", "--before-context", type=int, default=None, metavar="N", help="N lines before")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,10 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     search = add("search", cmd_search, "search the index")
     search.add_argument("query", nargs="+", metavar="QUERY", help="what to look for (words are joined)")
     _hit_output(search)
-    search.add_argument("--path", metavar="DIR", help="only files under DIR (or that file)")
-    search.add_argument("--glob", metavar="G", help="only paths matching the glob, e.g. '*.md' or 'src/**/*.py'")
+    search.add_argument("--path", action="append", metavar="DIR", help="only files under DIR (or that file); repeatable")
+    search.add_argument("--glob", action="append", metavar="G",
+                        help="only paths matching the gitignore-style glob, e.g. '*.md' or 'src/**/*.py'; relative "
+                             "globs are anchored at the --path folders, else at the current folder when it is "
+                             "indexed, else at the indexed folders; repeatable")
+    search.add_argument("--exclude", action="append", metavar="G", help="leave out paths matching the glob; repeatable")
     search.add_argument("--type", action="append", metavar="EXT", help="only this file type, e.g. py (repeatable)")
     search.add_argument("--mode", choices=("hybrid", "semantic", "lexical"), default=None, help="default: hybrid")
+    search.add_argument("--min-score", type=float, default=None, metavar="S",
+                        help="score cutoff 0..1 (default: the daemon's [search] min_score; 0 shows everything)")
 
     similar = add("similar", cmd_similar, "find chunks similar to a file, or to the chunk at FILE:LINE")
     similar.add_argument("location", metavar="FILE[:LINE]")
@@ -108,22 +122,37 @@ def _client(args: argparse.Namespace) -> Client:
     return Client(path, timeout=args.timeout)
 
 
-def _print_hits(args: argparse.Namespace, hits: list[dict[str, Any]]) -> int:
-    import shutil
-
+def _print_hits(args: argparse.Namespace, hits: list[dict[str, Any]], query: str = "",
+                weak: list[dict[str, Any]] | None = None) -> int:
+    """Print ``hits`` in the chosen format; with none, the ``weak`` ones (people only) or a note."""
     from client import render
 
+    before = args.before_context if args.before_context is not None else args.context
+    after = args.after_context if args.after_context is not None else args.context
+    if min(before, after) < 0:
+        raise UsageError("context line counts must be >= 0")
+    color = render.use_color(args.color, sys.stdout)
     if args.json:
         print(render.as_json(hits))
+    elif args.jsonl:
+        _print_lines(render.jsonl(hits))
     elif args.vimgrep:
-        print("\n".join(render.vimgrep(hits)) if hits else "", end="\n" if hits else "")
+        _print_lines(render.vimgrep(hits))
+    elif args.files_with_matches:
+        _print_lines(render.files_with_matches(hits))
     elif hits:
-        color = render.use_color(args.color, sys.stdout)
-        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-        print("\n".join(render.human(hits, color=color, width=width, cwd=Path.cwd())))
-    else:
+        _print_lines(render.human(hits, color=color, cwd=Path.cwd(), query=query, before=before, after=after))
+    elif weak:
+        print(f"no good match; the best weak hits (below score {args.cutoff:.2f}):", file=sys.stderr)
+        _print_lines(render.human(weak, color=color, cwd=Path.cwd(), query=query, before=before, after=after, weak=True))
+    if not hits and not weak:
         print("no results", file=sys.stderr)
     return EXIT_OK if hits else EXIT_NO_RESULTS
+
+
+def _print_lines(lines: list[str]) -> None:
+    if lines:
+        print("\n".join(lines))
 
 
 def _limit(n: int) -> int:
@@ -147,19 +176,37 @@ def parse_location(arg: str) -> tuple[Path, int | None]:
 # ---------------------------------------------------------------- commands
 
 
+def _one_or_list(values: list[str]) -> str | list[str]:
+    return values[0] if len(values) == 1 else values
+
+
 def cmd_search(args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {"query": " ".join(args.query), "limit": _limit(args.limit)}
+    query = " ".join(args.query)
+    params: dict[str, Any] = {"query": query, "limit": _limit(args.limit), "cwd": os.getcwd()}
     if args.path:
-        params["path"] = str(Path(args.path).expanduser().resolve())
+        params["path"] = _one_or_list([os.path.expanduser(p) for p in args.path])
     if args.glob:
-        params["glob"] = args.glob
+        params["glob"] = _one_or_list(args.glob)
+    if args.exclude:
+        params["exclude"] = _one_or_list(args.exclude)
     if args.type:
-        params["type"] = [t.lstrip(".") for t in args.type] if len(args.type) > 1 else args.type[0].lstrip(".")
+        params["type"] = _one_or_list([t.lstrip(".") for t in args.type])
     if args.mode:
         params["mode"] = args.mode
+    if args.min_score is not None:
+        if not 0.0 <= args.min_score <= 1.0:
+            raise UsageError("--min-score must be between 0 and 1")
+        params["min_score"] = args.min_score
     with _client(args) as client:
-        hits = client.call("search", **params)["hits"]
-    return _print_hits(args, hits)
+        result = client.call("search", **params)
+    from client import render
+
+    if result.get("indexing"):
+        print(render.indexing_notice(result["indexing"]), file=sys.stderr)
+    if result.get("notice"):
+        print(f"semdex: {result['notice']}", file=sys.stderr)
+    args.cutoff = float(result.get("min_score") or 0.0)
+    return _print_hits(args, list(result.get("hits") or []), query, list(result.get("weak") or []))
 
 
 def cmd_similar(args: argparse.Namespace) -> int:

@@ -1,12 +1,15 @@
-"""Search hits as text: for people (``path:start-end  score  snippet``), programs (JSON), editors
+"""Search hits as text: for people (grep-like blocks: ``path:start-end  score``, then numbered
+lines with the query's words highlighted), programs (JSON, JSON lines, file names), editors
 (``path:line:col:text``, what Vim's and Neovim's quickfix ``errorformat`` reads by default)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 RESET, BOLD, DIM, MAGENTA, GREEN, YELLOW, RED = (
     "\x1b[0m", "\x1b[1m", "\x1b[2m", "\x1b[35m", "\x1b[32m", "\x1b[33m", "\x1b[31m")
@@ -37,18 +40,80 @@ def display_path(path: str, cwd: Path) -> str:
         return path
 
 
-def human(hits: Iterable[dict[str, Any]], *, color: bool, width: int | None, cwd: Path) -> list[str]:
-    """One line per hit: ``path:start-end  score  snippet``, cut to ``width`` columns if given."""
-    lines = []
+def term_pattern(query: str) -> re.Pattern[str] | None:
+    """Case-insensitive pattern of the query's words as the index sees them (letter/digit runs:
+    ``parse_config`` highlights ``parse`` and ``config``), or None for a query without words."""
+    words = sorted({w.lower() for w in re.findall(r"[^\W_]+", query)}, key=len, reverse=True)
+    if not words:
+        return None
+    return re.compile(r"(?<![^\W_])(" + "|".join(re.escape(w) for w in words) + r")(?![^\W_])", re.IGNORECASE)
+
+
+def highlight(text: str, terms: re.Pattern[str] | None, color: bool) -> str:
+    """``text`` with the query's words in bold red (when ``color``)."""
+    if not color or terms is None:
+        return text
+    return terms.sub(lambda m: f"{BOLD}{RED}{m.group(0)}{RESET}", text)
+
+
+def hit_lines(hit: dict[str, Any], before: int = 0, after: int = 0) -> list[tuple[int, str]]:
+    """(line number, text) to show for ``hit``: its snippet's real lines, widened by ``before``
+    and ``after`` lines of context read from the file on disk (the client reads it; when it cannot,
+    or the file changed since indexing, only the snippet is shown)."""
+    snippet = str(hit.get("snippet", "")).split("\n")
+    first = int(hit.get("snippet_line") or hit.get("start_line") or 1)
+    own = [(first + i, line) for i, line in enumerate(snippet)]
+    if not (before or after):
+        return own
+    try:
+        with open(str(hit["path"]), encoding="utf-8", errors="replace") as f:
+            lines = f.read().split("\n")
+    except (OSError, KeyError):
+        return own
+    if [lines[n - 1].rstrip() if 0 < n <= len(lines) else None for n, _ in own] != [t.rstrip() for _, t in own]:
+        return own  # the file changed since it was indexed: its lines no longer match
+    lo, hi = max(1, first - before), min(len(lines), first + len(snippet) - 1 + after)
+    return [(n, lines[n - 1]) for n in range(lo, hi + 1)]
+
+
+def human(hits: Iterable[dict[str, Any]], *, color: bool, cwd: Path, query: str = "", before: int = 0,
+          after: int = 0, weak: bool = False, width: int | None = None) -> list[str]:
+    """Per hit, grep-like: a ``path:start-end  score`` header, then numbered real lines (``N:`` a
+    line holding a query word, ``N-`` another), query words highlighted; hits separated by
+    ``--``. ``weak`` hits (below the cutoff) are dimmed and marked. Lines are never cut."""
+    terms = term_pattern(query)
+    out: list[str] = []
     for hit in hits:
+        if out:
+            out.append(paint("--", DIM, color) if color else "--")
         where = f"{display_path(str(hit.get('path', '?')), cwd)}:{hit.get('start_line', '?')}-{hit.get('end_line', '?')}"
-        score = f"{float(hit.get('score') or 0.0):.3f}"
-        snippet = one_line(hit.get("snippet", ""))
-        if width:
-            room = max(10, width - len(where) - len(score) - 4)
-            snippet = snippet if len(snippet) <= room else snippet[: room - 1] + "…"
-        lines.append(f"{paint(where, MAGENTA, color)}  {paint(score, GREEN, color)}  {snippet}")
-    return lines
+        score = f"{float(hit.get('score') or 0.0):.2f}"
+        if weak:
+            out.append(paint(f"{where}  {score} weak", DIM, color))
+        else:
+            out.append(f"{paint(where, MAGENTA, color)}  {paint(score, GREEN, color)}")
+        for number, text in hit_lines(hit, before, after):
+            sep = ":" if terms is not None and terms.search(text) else "-"
+            if weak:
+                out.append(paint(f"{number}{sep}{text}", DIM, color))
+            else:
+                out.append(f"{paint(str(number), GREEN, color)}{sep}{highlight(text, terms, color)}")
+    return out
+
+
+def files_with_matches(hits: Iterable[dict[str, Any]]) -> list[str]:
+    """The hits' paths, each once, in rank order (``-l``)."""
+    return list(dict.fromkeys(str(h.get("path")) for h in hits))
+
+
+def jsonl(hits: Iterable[dict[str, Any]]) -> list[str]:
+    """One JSON object per hit (``--jsonl``)."""
+    return [json.dumps(h, ensure_ascii=False) for h in hits]
+
+
+def indexing_notice(progress: dict[str, Any]) -> str:
+    """``indexing 120/5,000 files; results so far:``."""
+    return f"indexing {int(progress.get('done', 0)):,}/{int(progress.get('total', 0)):,} files; results so far:"
 
 
 def vimgrep(hits: Iterable[dict[str, Any]]) -> list[str]:

@@ -134,6 +134,15 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """How search answers."""
+
+    # Hits scoring below this (0..1) are "weak": not listed as answers; when nothing reaches it the
+    # answer is "no good match" plus the best few weak hits. Chosen on the dev sets (bench quality).
+    min_score: float = 0.35
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """The local socket API."""
 
@@ -153,6 +162,7 @@ class Config:
     chunk: ChunkConfig = field(default_factory=ChunkConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
     @property
     def socket_path(self) -> Path:
@@ -269,6 +279,7 @@ def _validate(cfg: Config) -> Config:
         (cfg.index.max_file_mb > 0, "[index] max_file_mb must be > 0"),
         (cfg.index.debounce_ms >= 0, "[index] debounce_ms must be >= 0"),
         (cfg.store.backend in ("persistent", "http"), "[store] backend must be 'persistent' or 'http'"),
+        (0.0 <= cfg.search.min_score <= 1.0, "[search] min_score must be between 0 and 1"),
         (cfg.server.max_request_bytes >= 1024, "[server] max_request_bytes must be >= 1024"),
         (cfg.server.max_connections >= 2, "[server] max_connections must be >= 2"),
         (cfg.server.request_timeout_s > 0, "[server] request_timeout_s must be > 0"),
@@ -300,7 +311,7 @@ def load_config(
             raw = tomllib.loads(file.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-    known = {"paths", "model", "pool", "index", "chunk", "store", "server"}
+    known = {"paths", "model", "pool", "index", "chunk", "store", "server", "search"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"{file}: unknown section(s): {', '.join(unknown)} (see config.example.toml)")
@@ -328,5 +339,6 @@ def load_config(
         chunk=_section(ChunkConfig, raw.get("chunk"), "chunk"),
         store=_section(StoreConfig, raw.get("store"), "store"),
         server=_section(ServerConfig, raw.get("server"), "server", {"socket": _optional_path}),
+        search=_section(SearchConfig, raw.get("search"), "search"),
     )
     return _validate(cfg)

@@ -11,6 +11,8 @@ One `Manifest` per process; it is safe to call from several threads (one connect
 
 from __future__ import annotations
 
+import functools
+import re
 import sqlite3
 import threading
 import time
@@ -64,22 +66,41 @@ END;
 
 @dataclass(frozen=True)
 class Filter:
-    """Restrictions on which files a search may return (all optional, combined with AND)."""
+    """Restrictions on which files a search may return (conditions combined with AND).
 
-    folder: str | None = None             # absolute folder (or file) path
+    ``folders`` are OR-ed absolute folders (or files); ``globs`` are OR-ed regular expressions
+    over the absolute path (see `semdexd.search.globs`: gitignore-style globs, already anchored);
+    a path matching any of ``excludes`` (same form) is left out. ``glob`` is the legacy single
+    SQLite GLOB (``"*.md"`` matches anywhere), kept for callers that still pass it.
+    """
+
+    folders: tuple[str, ...] = ()         # absolute folder (or file) paths, OR-ed
     types: tuple[str, ...] = ()           # file types ("py", "md", ...)
-    glob: str | None = None               # SQLite GLOB on the absolute path ("*.md" matches anywhere)
+    globs: tuple[str, ...] = ()           # regexes over the absolute path, OR-ed
+    excludes: tuple[str, ...] = ()        # regexes over the absolute path; any match excludes
     since_ns: int | None = None           # modified at or after (ns since epoch)
+    folder: str | None = None             # legacy: one folder
+    glob: str | None = None               # legacy: one SQLite GLOB
 
     def sql(self) -> tuple[str, list[object]]:
         conds, args = ["1"], []  # type: tuple[list[str], list[object]]
-        if self.folder:
-            prefix = self.folder.rstrip("/") + "/"
-            conds.append("(f.path = ? OR substr(f.path, 1, ?) = ?)")
-            args += [self.folder, len(prefix), prefix]
+        folders = self.folders + ((self.folder,) if self.folder else ())
+        if folders:
+            ors = []
+            for folder in folders:
+                prefix = folder.rstrip("/") + "/"
+                ors.append("(f.path = ? OR substr(f.path, 1, ?) = ?)")
+                args += [folder, len(prefix), prefix]
+            conds.append("(" + " OR ".join(ors) + ")")
         if self.types:
             conds.append(f"f.file_type IN ({','.join('?' * len(self.types))})")
             args += list(self.types)
+        if self.globs:
+            conds.append("(" + " OR ".join("semdex_regexp(?, f.path)" for _ in self.globs) + ")")
+            args += list(self.globs)
+        for pattern in self.excludes:
+            conds.append("NOT semdex_regexp(?, f.path)")
+            args.append(pattern)
         if self.glob:
             conds.append("f.path GLOB ?")
             args.append(self.glob if self.glob.startswith("/") else "*" + self.glob)
@@ -90,7 +111,18 @@ class Filter:
 
     @property
     def empty(self) -> bool:
-        return not (self.folder or self.types or self.glob or self.since_ns is not None)
+        return not (self.folders or self.folder or self.types or self.globs or self.excludes
+                    or self.glob or self.since_ns is not None)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> "re.Pattern[str]":
+    return re.compile(pattern)
+
+
+def _regexp(pattern: str, value: str) -> bool:
+    """SQL ``semdex_regexp(pattern, value)``: a Python regex search (patterns are cached)."""
+    return _compiled(pattern).search(value) is not None
 
 
 @dataclass(frozen=True)
@@ -139,6 +171,7 @@ class Manifest:
         self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.create_function("semdex_regexp", 2, _regexp, deterministic=True)
         self._db.executescript(_SCHEMA)
         if self.get_meta("schema") is None:
             self.set_meta("schema", str(SCHEMA_VERSION))
@@ -227,12 +260,14 @@ class Manifest:
     def lexical(self, match: str, limit: int, where: "Filter | None" = None) -> list[tuple[str, float]]:
         """FTS5 BM25 search: [(chunk id, score)] best first; score is -bm25 (higher is better).
 
-        ``match`` is an FTS5 query string; a syntax error yields [] rather than an exception.
+        Equal scores are ordered by chunk id (never by row id, which depends on insertion order),
+        so the same index content gives the same answer. ``match`` is an FTS5 query string; a
+        syntax error yields [] rather than an exception.
         """
         cond, args = (where.sql() if where else ("1", []))
         sql = ("SELECT c.id, -bm25(chunks_fts) FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
                f"JOIN files f ON f.path = c.path WHERE chunks_fts MATCH ? AND {cond} "
-               "ORDER BY bm25(chunks_fts) LIMIT ?")
+               "ORDER BY bm25(chunks_fts), c.id LIMIT ?")
         with self._lock:
             try:
                 return [(i, float(s)) for i, s in self._db.execute(sql, [match, *args, limit])]
@@ -260,6 +295,35 @@ class Manifest:
                 f"SELECT c.id FROM chunks c JOIN files f ON f.path = c.path WHERE {cond} LIMIT ?",
                 [*args, limit + 1]).fetchall()
         return None if len(rows) > limit else [r[0] for r in rows]
+
+    def any_file(self, where: "Filter") -> bool:
+        """Whether at least one indexed file passes ``where``."""
+        cond, args = where.sql()
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT 1 FROM files f WHERE f.status = 'indexed' AND {cond} LIMIT 1", args).fetchone()
+        return row is not None
+
+    def indexed_types(self) -> list[str]:
+        """The file types of indexed files, sorted."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT file_type FROM files WHERE status = 'indexed' ORDER BY file_type").fetchall()
+        return [r[0] for r in rows if r[0]]
+
+    def doc_freqs(self, terms: Sequence[str]) -> tuple[int, dict[str, int]]:
+        """(number of chunks, {term: chunks containing it}) for BM25-style IDF weights."""
+        out: dict[str, int] = {}
+        with self._lock:
+            total = int(self._db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+            for term in terms:
+                try:
+                    out[term] = int(self._db.execute(
+                        "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
+                        ['"' + term.replace('"', '""') + '"']).fetchone()[0])
+                except sqlite3.OperationalError:
+                    out[term] = 0
+        return total, out
 
     # ------------------------------------------------------------ crash-safe writes
 

@@ -118,7 +118,7 @@ class VectorStore:
             return []
         keys = list(vecs)
         scores = np.stack([vecs[i] for i in keys]) @ np.asarray(vector, dtype=np.float32)
-        top = np.argsort(-scores)[:k]
+        top = np.lexsort((np.asarray(keys), -scores))[:k]  # ties: by chunk id
         return [Neighbour(keys[i], float(scores[i])) for i in top]
 
     def query(self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None,
@@ -136,4 +136,5 @@ class VectorStore:
                 return []
             kwargs["ids"] = list(ids)
         res = self._col.query(**kwargs)
-        return [Neighbour(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0])]
+        got = [Neighbour(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0])]
+        return sorted(got, key=lambda n: (-n.score, n.id))  # ties: by chunk id, not insertion order

@@ -65,7 +65,11 @@ class FakeService:
         def search(p: dict[str, Any]) -> dict[str, Any]:
             self.record("search", p)
             if p["query"] == "nothing":
-                return {"hits": []}
+                return {"hits": [], "weak": [], "min_score": 0.35,
+                        **({"notice": f"no indexed files under {p['path']}"} if p.get("path") else {})}
+            if p["query"] == "weak":
+                return {"hits": [], "min_score": 0.35, "weak": [hit("/w/x.md", 1, 0.2, "something else")],
+                        "indexing": {"done": 120, "total": 5000}}
             if p["query"] == "refuse":
                 raise ApiError("unavailable", "the index is still starting")
             if p["query"] == "slow":
@@ -130,11 +134,63 @@ def test_search_human_output_and_params(fake: Fake) -> None:
                          "--type", "py", "--type", ".md", "--mode", "lexical")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "src/a.py:10-14  0.910  def retry(n): backoff = 2 ** n", "relative under the cwd, one line"
-    assert lines[1].startswith("/elsewhere/b.md:1-5  0.500  # Retry policy when it fails")
-    assert fake.service.params_of("search") == {"query": "retry policy", "limit": 5, "path": str(fake.runtime / "sub"),
-                                                "glob": "*.py", "type": ["py", "md"], "mode": "lexical"}
-    assert fake.service.cwd_of("search")[0] == str(fake.runtime), "the client sends its working directory"
+    assert lines[:4] == ["src/a.py:10-14  0.91", "10:def retry(n):", "11-    backoff = 2 ** n", "12-"], \
+        "relative under the cwd; the snippet's real lines, numbered, ':' where a query word is"
+    assert lines[4] == "--" and lines[5] == "/elsewhere/b.md:1-5  0.50" and "2:  # Retry policy" in lines
+    assert fake.service.params_of("search") == {"query": "retry policy", "limit": 5, "path": "sub",
+                                                "glob": "*.py", "type": ["py", "md"], "mode": "lexical",
+                                                "cwd": str(fake.runtime)}
+
+
+def test_search_repeatable_filters_min_score_and_machine_formats(fake: Fake) -> None:
+    result = fake.semdex("search", "retry", "--path", "a", "--path", "/b", "--glob", "src/**/*.py", "--glob", "*.md",
+                         "--exclude", "tests/**", "--min-score", "0.5", "--jsonl")
+    assert result.returncode == 0, result.stderr
+    params = fake.service.params_of("search")
+    assert params["path"] == ["a", "/b"] and params["glob"] == ["src/**/*.py", "*.md"]
+    assert params["exclude"] == "tests/**" and params["min_score"] == 0.5
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["path"] for r in rows] == [str(fake.runtime / "src" / "a.py"), "/elsewhere/b.md"]
+    files = fake.semdex("search", "retry", "-l")
+    assert files.stdout.splitlines() == [str(fake.runtime / "src" / "a.py"), "/elsewhere/b.md"]
+    assert fake.semdex("search", "retry", "--min-score", "2").returncode == 2
+
+
+def test_search_context_lines_come_from_the_file(fake: Fake) -> None:
+    src = fake.runtime / "src"
+    src.mkdir()
+    (src / "a.py").write_text("\n".join(f"line {n}" for n in range(1, 10)) + "\ndef retry(n):\n    backoff = 2 ** n\n\nz\n")
+    lines = fake.semdex("search", "retry", "-C", "2").stdout.splitlines()
+    assert lines[:6] == ["src/a.py:10-14  0.91", "8-line 8", "9-line 9", "10:def retry(n):", "11-    backoff = 2 ** n", "12-"]
+    assert lines[6] == "13-z"
+    after = fake.semdex("search", "retry", "-A", "1", "-B", "0").stdout.splitlines()
+    assert after[1:5] == ["10:def retry(n):", "11-    backoff = 2 ** n", "12-", "13-z"]
+
+
+def test_search_weak_hits_indexing_progress_and_notices(fake: Fake) -> None:
+    weak = fake.semdex("search", "weak")
+    assert weak.returncode == 1
+    assert "no good match" in weak.stderr and "0.35" in weak.stderr
+    assert "indexing 120/5,000 files; results so far:" in weak.stderr
+    assert weak.stdout.splitlines()[0] == "/w/x.md:1-5  0.20 weak"
+    nope = fake.semdex("search", "nothing", "--path", "/nope")
+    assert nope.returncode == 1 and "no indexed files under /nope" in nope.stderr
+
+
+def test_highlight_respects_color_choice() -> None:
+    from client.render import human, use_color
+
+    hit_ = {**hit("/p/a.py", 1, 0.9, "def parse_config(path):"), "snippet_line": 1}
+    coloured = "\n".join(human([hit_], color=True, cwd=Path("/"), query="parse config"))
+    assert "\x1b[1m\x1b[31mparse\x1b[0m_\x1b[1m\x1b[31mconfig\x1b[0m" in coloured
+    assert "\x1b" not in "\n".join(human([hit_], color=False, cwd=Path("/"), query="parse config"))
+
+    class Tty:
+        def isatty(self) -> bool:
+            return True
+
+    assert use_color("auto", Tty(), {}) and not use_color("auto", Tty(), {"NO_COLOR": "1"})
+    assert not use_color("auto", object(), {}) and use_color("always", object(), {"NO_COLOR": "1"})
 
 
 def test_search_json_is_the_hits_array(fake: Fake) -> None:
@@ -143,7 +199,7 @@ def test_search_json_is_the_hits_array(fake: Fake) -> None:
     hits = json.loads(result.stdout)
     assert [h["path"] for h in hits] == [str(fake.runtime / "src" / "a.py"), "/elsewhere/b.md"]
     assert {"path", "start_line", "end_line", "score", "snippet"} <= set(hits[0])
-    assert fake.service.params_of("search") == {"query": "retry", "limit": 10}
+    assert fake.service.params_of("search") == {"query": "retry", "limit": 10, "cwd": str(fake.runtime)}
 
 
 def test_search_vimgrep_lines(fake: Fake) -> None:
@@ -268,7 +324,7 @@ def test_status_watch_until_ctrl_c(fake: Fake) -> None:
 def test_terminal_output_has_colour_and_redraws_in_place(fake: Fake) -> None:
     env = {k: v for k, v in fake.env.items() if k != "NO_COLOR"} | {"TERM": "xterm"}
     search = run_in_pty([*command("semdex"), "search", "retry", "--socket", str(fake.socket)], env, fake.runtime)
-    assert "\x1b[35m" in search and "src/a.py:10-14" in search
+    assert "\x1b[35m" in search and "src/a.py:10-14" in search and "\x1b[1m\x1b[31mretry" in search
     status = run_in_pty([*command("semdex"), "status", "--wait", "--interval", "0.01", "--socket", str(fake.socket)],
                         env, fake.runtime)
     assert "\x1b[" in status and "F\x1b[J" in status, "the block is redrawn in place"

@@ -33,14 +33,14 @@ def test_paths_fallbacks_without_xdg(tmp_path):
 def test_example_config_is_valid_and_matches_defaults(tmp_path):
     cfg = load_config(ROOT / "config.example.toml", env=env_for(tmp_path))
     defaults = load_config(None, env=env_for(tmp_path))
-    for section in ("model", "pool", "index", "chunk", "store", "server"):
+    for section in ("model", "pool", "index", "chunk", "store", "server", "search"):
         assert getattr(cfg, section) == getattr(defaults, section), section
 
 
 def test_example_config_documents_every_key():
     text = (ROOT / "config.example.toml").read_text()
     import dataclasses
-    for section in ("model", "pool", "index", "chunk", "store", "server"):
+    for section in ("model", "pool", "index", "chunk", "store", "server", "search"):
         for f in dataclasses.fields(Config.__dataclass_fields__[section].default_factory()):
             assert f"{f.name} =" in text, f"[{section}] {f.name} missing from config.example.toml"
 

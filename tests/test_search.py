@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from semdexd.api.types import SearchRequest
-from semdexd.search import fts_queries, phrase_query, rrf
+from semdexd.errors import ApiError
+from semdexd.search import SearchRequest, fts_queries, phrase_query, request_filter
 from semdexd.service import Service
 from tests.support import Instance, wait_for
 
@@ -24,6 +24,7 @@ NOTES = {
     "cooking/bread.md": "Knead the dough, let it rise overnight, bake at 230 degrees until golden.",
     "cooking/cake.md": "Whisk eggs and sugar, fold in flour, bake the sponge in a moderate oven.",
     "travel/rome.md": "The Colosseum, the Forum and fresh pasta near Trastevere.",
+    "notravel/rome.md": "Staying home: no Colosseum, no pasta near Trastevere, just bread.",
 }
 for i in range(12):  # bread everywhere in "cooking": a folder filter must still fill the page
     NOTES[f"cooking/more/bread{i}.md"] = f"Bread variation {i}: sourdough loaf, crust and crumb, baking bread at home."
@@ -49,8 +50,9 @@ def svc(tmp_path_factory, model_info):
     inst.cleanup()
 
 
-def search(svc: Service, query: str, **kw) -> list[dict]:
-    return svc.searcher.search(SearchRequest(query=query, **kw))
+def search(svc: Service, query: str, anchors: tuple[str, ...] = (), **kw) -> list[dict]:
+    req = SearchRequest(query=query, **kw)
+    return svc.searcher.search(req, request_filter(req, anchors or (str(svc.folder),)))
 
 
 def rel(svc: Service, hit: dict) -> str:
@@ -109,25 +111,13 @@ def test_hits_are_grouped_and_merged(svc):
 
 
 def test_fts_query_building():
-    assert fts_queries("parse_config") == ['"parse_config"']  # FTS5 reads it as a phrase
+    assert fts_queries("parse_config") == ['"parse config"', '"parse_config"']  # FTS5 reads both as a phrase
+    assert fts_queries("parse_config x") == ['"parse config x"', '"parse_config" OR "x"']
     assert fts_queries("reset by peer") == ['"reset by peer"', '"reset" OR "by" OR "peer"']
     assert fts_queries('"reset by peer" now')[0] == '"reset by peer"'
     assert fts_queries("bread") == ['"bread"']  # a plain word is not an exact-match request
-    assert phrase_query("bread") is None and phrase_query("getUser") == '"getUser"'
+    assert phrase_query("bread") is None and phrase_query("getUser") == '"getuser"'
     assert fts_queries("!!!") == []
-
-
-def test_rrf_prefers_agreement_and_honours_weights():
-    fused = rrf([["a", "b", "c"], ["b", "a", "d"]])
-    assert max(fused, key=fused.get) in ("a", "b") and fused["a"] == fused["b"] > fused["c"]
-    weighted = rrf([["a"], ["b"]], [1.0, 0.5])
-    assert weighted["a"] == 2 * weighted["b"]
-
-
-def test_exact_match_beats_a_different_semantic_top1():
-    # even when the phrase chunk is absent from the vector list, it leads the fusion
-    fused = rrf([["s1", "s2"], ["p"], ["s1", "p"]], [1.0, 2.0, 0.5])
-    assert max(fused, key=fused.get) == "p"
 
 
 def test_snippet_line_points_at_the_snippet(svc):
@@ -138,10 +128,73 @@ def test_snippet_line_points_at_the_snippet(svc):
 
 
 def test_broad_filter_fallback_still_applies_every_condition(svc, monkeypatch):
-    import semdexd.search as search_mod
+    import semdexd.search.searcher as search_mod
 
     monkeypatch.setattr(search_mod, "PREFILTER_MAX", 0)  # every filter counts as "not selective"
     hits = search(svc, "pasta bread cake", mode="semantic", globs=("travel/*.md",), limit=10)
     assert hits and all(rel(svc, h).startswith("travel/") for h in hits)
     recent = search(svc, "Colosseum Rome pasta", mode="semantic", since=time.time() - 86400, limit=50)
     assert "travel/rome.md" not in {rel(svc, h) for h in recent}
+
+
+# ---------------------------------------------------------------- issue 9: score, cutoff, globs, notices
+
+
+def ask(svc: Service, **params) -> dict:
+    return svc.search({"cwd": str(svc.folder), **params})
+
+
+def test_one_score_scale_with_signals_in_every_mode(svc):
+    for mode in ("hybrid", "semantic", "lexical"):
+        hits = search(svc, "knead the dough", mode=mode, limit=20)
+        assert hits and all(0.0 <= h["score"] <= 1.0 for h in hits), mode
+        assert {"cosine", "bm25", "phrase", "coverage"} <= set(hits[0]["signals"])
+        assert rel(svc, hits[0]) == "cooking/bread.md", mode
+    top = search(svc, "parse_config", mode="lexical")[0]
+    assert top["signals"]["phrase"] is True and top["score"] >= 0.8
+    assert search(svc, "parse_config", mode="hybrid")[0]["score"] >= 0.8
+
+
+def test_cutoff_turns_filler_into_weak_hits(svc):
+    answered = ask(svc, query="whisk eggs and sugar for a sponge cake")
+    assert answered["hits"] and rel(svc, answered["hits"][0]) == "cooking/cake.md"
+    filler = ask(svc, query="symptoms of vitamin D deficiency in adults")
+    assert filler["hits"] == [] and 0 < len(filler["weak"]) <= 3
+    assert all(h["score"] < filler["min_score"] for h in filler["weak"])
+    assert ask(svc, query="symptoms of vitamin D deficiency in adults", min_score=0.0)["hits"]
+    with pytest.raises(ApiError):
+        ask(svc, query="x", min_score=1.5)
+
+
+def test_globs_have_gitignore_semantics_anchored_at_the_searched_folder(svc):
+    def paths(**params) -> set[str]:
+        return {rel(svc, h) for h in ask(svc, query="bread pasta Rome", limit=50, min_score=0, **params)["hits"]}
+
+    assert paths(glob="travel/*.md") == {"travel/rome.md"}          # not notravel/rome.md
+    assert "notravel/rome.md" in paths(glob="*/rome.md")
+    deep = paths(glob="cooking/**/*.md")
+    assert "cooking/bread.md" in deep and "cooking/more/bread1.md" in deep
+    assert paths(glob="*.md", path=["travel", "notravel"]) == {"travel/rome.md", "notravel/rome.md"}
+    assert not any(p.startswith("cooking/more/") for p in paths(glob=["cooking/**", "travel/*"], exclude="more/"))
+
+
+def test_a_filter_matching_no_indexed_file_says_so(svc):
+    result = ask(svc, query="bread", path="/nope")
+    assert result["hits"] == [] and result["notice"] == "no indexed files under /nope"
+    with pytest.raises(ApiError, match="indexed types: md, py"):
+        ask(svc, query="bread", type="pyy")
+
+
+def test_search_while_files_wait_reports_indexing_progress(svc):
+    svc.pause({})
+    try:
+        for i in range(3):
+            (svc.folder / "zz" / f"late{i}.md").parent.mkdir(exist_ok=True)
+            (svc.folder / "zz" / f"late{i}.md").write_text(f"late note {i}\n")
+        svc.indexer.scan()
+        result = ask(svc, query="bread")
+        progress = result["indexing"]
+        assert progress["total"] - progress["done"] >= 3
+    finally:
+        svc.resume({})
+    wait_for(lambda: "indexing" not in ask(svc, query="bread"), timeout=60, what="the late files indexed")

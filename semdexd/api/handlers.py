@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from semdexd import PROTOCOL_VERSION, __version__
 from semdexd.api.types import (
@@ -30,9 +30,13 @@ from semdexd.api.types import (
 )
 from semdexd.errors import ApiError
 
+if TYPE_CHECKING:
+    from semdexd.manifest import Filter
+
 Handler = Callable[[dict[str, Any]], Any]
 READY_WAIT_S = 120.0
 READY_POLL_S = 0.1
+WEAK_SHOWN = 3        # weak hits returned when none reach the cutoff
 
 
 class Api:
@@ -79,8 +83,75 @@ class Api:
         return dict(self.svc.status())
 
     def search(self, req: SearchRequest) -> dict[str, Any]:
+        """Hits at or above the cutoff; when none, ``weak`` holds the best few below it. The result
+        says when files still wait to be indexed (``indexing``) and why it is empty (``notice``)."""
+        from semdexd.search import split_weak
+
         self._wait_ready()
-        return {"hits": self.svc.searcher.search(req)}
+        where = self._search_filter(req)
+        min_score = req.min_score if req.min_score is not None else self.svc.cfg.search.min_score
+        hits, weak = split_weak(self.svc.searcher.search(req, where), min_score)
+        out: dict[str, Any] = {"hits": hits, "min_score": min_score}
+        if not hits:
+            out["weak"] = [h for h in weak if h["score"] > 0][:WEAK_SHOWN]
+            notice = self._empty_notice(req, where)
+            if notice:
+                out["notice"] = notice
+        progress = self._indexing_progress()
+        if progress:
+            out["indexing"] = progress
+        return out
+
+    def _search_filter(self, req: SearchRequest) -> Filter:
+        """The manifest filter; relative globs are anchored at the request's paths, else at the
+        client's cwd when it lies in an indexed folder, else at every indexed folder. A type no
+        indexed file has is an error listing the known types (once the first index is done)."""
+        from semdexd.search import request_filter
+        from semdexd.search.globs import GlobError
+
+        svc = self.svc
+        folders = [str(f) for f in svc.cfg.index.folders]
+        cwd = req.cwd
+        inside = cwd is not None and any(cwd == f or cwd.startswith(f.rstrip("/") + "/") for f in folders)
+        anchors = [cwd] if inside and cwd else folders
+        try:
+            where = request_filter(req, anchors)
+        except GlobError as exc:
+            raise ApiError("invalid_params", f"search: {exc}") from None
+        if req.types:
+            known = svc.manifest.indexed_types()
+            unknown = [t for t in req.types if t.lstrip(".").lower() not in known]
+            if unknown and len(unknown) == len(req.types) and svc.state() not in ("starting", "indexing"):
+                raise ApiError("invalid_params", f"search: no indexed files of type {', '.join(unknown)}; "
+                                                 f"indexed types: {', '.join(known) or 'none'}")
+        return where
+
+    def _empty_notice(self, req: SearchRequest, where: Filter) -> str | None:
+        """Why a search found nothing above the cutoff, when the reason is the filter."""
+        manifest = self.svc.manifest
+        if where.empty or manifest.any_file(where):
+            return None
+        parts = []
+        if req.paths:
+            parts.append("under " + ", ".join(req.paths))
+        if req.globs:
+            parts.append("matching " + ", ".join(req.globs))
+        if req.types:
+            parts.append("of type " + ", ".join(req.types) + " (indexed types: "
+                         + (", ".join(manifest.indexed_types()) or "none") + ")")
+        if req.excludes:
+            parts.append("outside " + ", ".join(req.excludes))
+        if req.since is not None:
+            parts.append("modified since " + time.strftime("%Y-%m-%d %H:%M", time.localtime(req.since)))
+        return "no indexed files " + " and ".join(parts)
+
+    def _indexing_progress(self) -> dict[str, int] | None:
+        """``{"done", "total"}`` files while files wait to be indexed (the first index, a large
+        batch, or a paused indexer), else None."""
+        p = self.svc.progress()
+        if p["files_queued"] == 0 and p["state"] != "starting":
+            return None
+        return {"done": p["files_done"], "total": p["files_total"]}
 
     def similar(self, req: SimilarRequest) -> dict[str, Any]:
         self._wait_ready()

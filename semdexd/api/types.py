@@ -74,6 +74,9 @@ class SearchRequest(Request):
     per_file: int = param(3, lo=1, hi=MAX_PER_FILE, doc="at most this many hits from one file")
     min_score: float | None = param(None, lo=0, hi=1, doc="drop hits below this relevance (0..1); "
                                     "absent: the daemon's configured default")
+    cwd: str | None = param(None, path=True, doc="the client's working directory (absolute): relative "
+                            "paths are resolved against it, and relative globs anchored at it when it "
+                            "lies in an indexed folder and no path is given")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,61 @@
+"""Pure parts of search: gitignore globs, query terms and coverage, the score scale, dev-set plumbing."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from semdexd.bench import devsets
+from semdexd.search import scoring
+from semdexd.search.globs import GlobError, glob_regexes
+from semdexd.search.terms import QueryTerms, phrases, tokens
+
+
+def matches(glob: str, path: str, anchors: tuple[str, ...] = ("/n",)) -> bool:
+    return any(re.search(r, path) for r in glob_regexes(glob, anchors))
+
+
+def test_globs_follow_gitignore_rules():
+    assert matches("src/**/*.py", "/n/src/a.py") and matches("src/**/*.py", "/n/src/x/y/a.py")
+    assert matches("travel/*.md", "/n/travel/rome.md") and not matches("travel/*.md", "/n/notravel/x.md")
+    assert not matches("travel/*.md", "/n/a/travel/rome.md"), "a glob with a slash is anchored"
+    assert matches("*.md", "/n/a/b/c.md") and not matches("*.md", "/elsewhere/c.md")
+    assert matches("/n/**/*.md", "/n/x/c.md", anchors=())
+    assert matches("*.md", "/m/c.md", anchors=("/n", "/m"))
+    with pytest.raises(GlobError):
+        glob_regexes("!x", ("/n",))
+
+
+def test_terms_split_like_fts5_and_weigh_rare_words_more():
+    assert tokens("parse_config getUser") == ["parse", "config", "getuser"]
+    assert phrases("parse_config") == [["parse", "config"]] and phrases("bread") == []
+    terms = QueryTerms.build("the sourdough", total=1000, doc_freq={"the": 900, "sourdough": 3})
+    assert terms.coverage({"sourdough"}) > 0.9 > 0.1 > terms.coverage({"the"})
+    assert terms.has_phrase(["eat", "the", "sourdough", "now"]) and not terms.has_phrase(["sourdough", "the"])
+
+
+def test_scores_stay_on_one_scale():
+    t = scoring.DEFAULT
+    q = scoring.QueryEvidence(w_lex=t.w_lex, best_bm25=10.0)
+    strong = scoring.Signals(cosine=0.9, bm25=10.0, coverage=1.0, phrase=True)
+    none = scoring.Signals(cosine=0.0, bm25=None, coverage=0.0)
+    for mode in ("semantic", "lexical", "hybrid"):
+        assert 0.0 <= scoring.score(none, mode, t, q) < 0.05 and 0.9 <= scoring.score(strong, mode, t, q) <= 1.0
+    partial = scoring.Signals(cosine=0.4, bm25=5.0, coverage=0.5)
+    assert scoring.score(partial, "hybrid", t, q) >= scoring.score(partial, "semantic", t, q), "never below semantic"
+    assert scoring.file_score([0.5, 0.4, 0.3, 0.9], t) == pytest.approx(0.9 + t.file_share * 0.9)
+
+
+def test_dev_sets_are_split_deterministically_and_committed():
+    items, unanswerable = devsets.load(quick=False)
+    assert {i.set for i in items} == {"docstrings", "identifiers", "docs"} and len(unanswerable) >= 30
+    assert all(i.split == devsets.split_of(i.set, i.id) for i in items)
+    for name in ("docstrings", "identifiers", "docs"):
+        halves = [i.split for i in items if i.set == name]
+        assert 0.3 < halves.count("tune") / len(halves) < 0.7, name
+
+
+def test_doc_headings_markdown_and_rst():
+    lines = ["Title", "=====", "", "text", "```", "# not a heading", "```", "## Second part", "body"]
+    assert [(a, b, t) for a, b, t in devsets.headings(lines)] == [(0, 1, "Title"), (7, 7, "Second part")]
