@@ -138,8 +138,8 @@ def test_search_human_output_and_params(fake: Fake) -> None:
         "relative under the cwd; the snippet's real lines, numbered, ':' where a query word is"
     assert lines[4] == "--" and lines[5] == "/elsewhere/b.md:1-5  0.50" and "2:  # Retry policy" in lines
     assert fake.service.params_of("search") == {"query": "retry policy", "limit": 5, "path": "sub",
-                                                "glob": "*.py", "type": ["py", "md"], "mode": "lexical",
-                                                "cwd": str(fake.runtime)}
+                                                "glob": "*.py", "type": ["py", "md"], "mode": "lexical"}
+    assert fake.service.cwd_of("search")[0] == str(fake.runtime), "the client sends its working directory"
 
 
 def test_search_repeatable_filters_min_score_and_machine_formats(fake: Fake) -> None:
@@ -199,7 +199,8 @@ def test_search_json_is_the_hits_array(fake: Fake) -> None:
     hits = json.loads(result.stdout)
     assert [h["path"] for h in hits] == [str(fake.runtime / "src" / "a.py"), "/elsewhere/b.md"]
     assert {"path", "start_line", "end_line", "score", "snippet"} <= set(hits[0])
-    assert fake.service.params_of("search") == {"query": "retry", "limit": 10, "cwd": str(fake.runtime)}
+    assert fake.service.params_of("search") == {"query": "retry", "limit": 10}
+    assert fake.service.cwd_of("search")[0] == str(fake.runtime)
 
 
 def test_search_vimgrep_lines(fake: Fake) -> None:

@@ -141,7 +141,9 @@ def test_broad_filter_fallback_still_applies_every_condition(svc, monkeypatch):
 
 
 def ask(svc: Service, **params) -> dict:
-    return svc.search({"cwd": str(svc.folder), **params})
+    from semdexd.api.handlers import Api
+
+    return Api(svc).handlers()["search"]({"cwd": str(svc.folder), **params})
 
 
 def test_one_score_scale_with_signals_in_every_mode(svc):
