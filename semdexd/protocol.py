@@ -6,7 +6,10 @@ Contract (full text in docs/protocol.md):
   msgpack-rpc (a msgpack array: ``[0, msgid, method, params]`` -> ``[1, msgid, error, result]``,
   notifications ``[2, method, params]`` get no reply), or newline-delimited JSON
   (``{"id": 1, "method": "search", "params": {...}}`` -> ``{"id": 1, "error": null, "result": ...}``).
-* Errors are ``{"code": str, "message": str}``; codes are listed in `ERROR_CODES`.
+* Errors are ``{"code": str, "message": str}`` in JSON lines and ``[type, "code: message"]`` in
+  msgpack-rpc (what Neovim shows: `rpc_error`, read back by `parse_rpc_error`); codes are
+  listed in `ERROR_CODES`.
+* After ``subscribe``, notifications: ``[2, kind, [payload]]`` / ``{"method": kind, "params": ...}``.
 * Methods may be called bare (``search``) or versioned (``v1.search``); `split_method` resolves both.
 
 This module imports only the standard library: the client imports it and must start fast.

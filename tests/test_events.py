@@ -182,3 +182,26 @@ def test_the_client_library_skips_notifications_between_replies(served: Any, fra
         wait_for(lambda: service.events.last("progress") is not None, 10, "the first events to be published")
         for _ in range(3):
             assert c.call("version")["protocol"] == 1
+
+
+def test_a_subscriber_whose_socket_is_full_blocks_nothing() -> None:
+    hub = EventHub()
+    runtime = Path(tempfile.mkdtemp(dir="/tmp", prefix="sx"))
+    server = Server(runtime / "s" / "t.sock", {"version": lambda p: {"protocol": 1}}, max_request_bytes=1 << 20,
+                    log=structlog.get_logger("test"), hub=hub)
+    server.start()
+    try:
+        stuck = Raw(server.path)
+        stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+        assert stuck.mp([0, 1, "subscribe", [{"events": ["state"]}]])[2] is None
+        big = "x" * 65536
+        started = time.perf_counter()
+        for i in range(300):  # ~20 MB of events: far beyond what the socket buffers hold
+            hub.publish("state", {"state": "indexing", "n": i, "pad": big})
+        assert time.perf_counter() - started < 5.0, "publishing waited for the subscriber"
+        other = Raw(server.path)
+        assert other.json({"id": 1, "method": "version"})["result"] == {"protocol": 1}
+        assert hub.subscribers == 1  # still subscribed: only its old events were dropped
+    finally:
+        server.close()
+        shutil.rmtree(runtime, ignore_errors=True)
