@@ -29,6 +29,14 @@ CLOSED = "semdexd closed the connection without replying (too many clients, or i
 START_HINT = "Start it with: semdexd start [FOLDER ...]   (or: systemctl --user start semdexd)"
 
 
+def _takes_cwd(method: str) -> bool:
+    from semdexd.api.types import METHODS, takes_cwd
+    from semdexd.protocol import split_method
+
+    request_type = METHODS.get(split_method(method)[1])
+    return request_type is not None and takes_cwd(request_type)
+
+
 class ClientError(Exception):
     """Base of everything `Client.call` raises."""
 
@@ -69,7 +77,16 @@ class Client:
         self._unpacker: Any = None
 
     def call(self, method: str, /, **params: Any) -> Any:
-        """Call ``method`` with named ``params``; return its result or raise a ClientError."""
+        """Call ``method`` with named ``params``; return its result or raise a ClientError.
+
+        For a method with path params, ``cwd`` (this process's working directory) is sent
+        unless given, so relative paths mean what they mean here (docs/protocol.md).
+        """
+        if "cwd" not in params and _takes_cwd(method):
+            try:
+                params["cwd"] = os.getcwd()
+            except OSError:  # the working directory was removed: relative paths get invalid_params
+                pass
         sock = self._connect()
         self._msgid += 1
         try:
@@ -167,6 +184,8 @@ class Client:
             line = bytes(self._buf[:newline])
             del self._buf[: newline + 1]
             msg = json.loads(line)
+            if "method" in msg:
+                continue  # a notification (after subscribe), not a reply
             if msg.get("id") == self._msgid or msg.get("id") is None:
                 return msg.get("error"), msg.get("result")
         return None

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 KINDS = ("progress", "state")
 MAILBOX_CAPACITY = 16
@@ -89,12 +90,15 @@ class EventHub:
         self._lock = threading.Lock()
         self._boxes: list[Mailbox] = []
         self._last: dict[str, Event] = {}
+        self._refresh = False
 
     def subscribe(self, kinds: frozenset[str] | None = None) -> Mailbox:
         box = Mailbox(kinds or frozenset(KINDS))
         with self._lock:
             self._boxes.append(box)
             last = [self._last[k] for k in ("state", "progress") if k in self._last]
+            if len(last) < len(KINDS):
+                self._refresh = True  # nothing current to hand over: the publisher sends it
         for event in last:
             box.put(event)
         return box
@@ -114,6 +118,17 @@ class EventHub:
             boxes = list(self._boxes)
         for box in boxes:
             box.put(event)
+
+    def take_refresh(self) -> bool:
+        """True once after a subscriber arrived that the cache could not serve."""
+        with self._lock:
+            wanted, self._refresh = self._refresh, False
+            return wanted
+
+    def last(self, kind: str) -> Event | None:
+        """The last event of ``kind`` published while somebody listened."""
+        with self._lock:
+            return self._last.get(kind)
 
     @property
     def subscribers(self) -> int:
@@ -144,7 +159,10 @@ class Publisher:
             self._thread.join(5.0)
 
     def poll_once(self) -> None:
-        """Take one snapshot and publish what changed (the loop's body)."""
+        """Take one snapshot and publish what changed (the loop's body); everything when a new
+        subscriber has nothing yet."""
+        if self._hub.take_refresh():
+            self._last = None
         snap = self._snapshot()
         last = self._last
         if last is None or snap.get("state") != last.get("state"):
@@ -156,7 +174,6 @@ class Publisher:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             if not self._hub.subscribers:
-                self._last = None  # the next subscriber gets fresh state and progress at once
                 continue
             try:
                 self.poll_once()

@@ -205,7 +205,8 @@ class Service:
             out.update(files_done=done, files_total=done + queued, files_queued=queued, chunks=counts["chunks"])
         return out
 
-    def status(self) -> dict[str, Any]:
+    def status(self, _params: object = None) -> dict[str, Any]:
+        """The ``status`` result (``_params`` ignored: kept for callers of the old handler form)."""
         out: dict[str, Any] = {"state": self.state(), "error": self.error, "reload_error": self.reload_error,
                                "version": __version__,
                                "folders": [str(f) for f in self.cfg.index.folders],

@@ -118,7 +118,7 @@ def test_schema_command_and_shape() -> None:
     assert s["properties"]["limit"] == {"type": "integer", "minimum": 1, "maximum": 200, "default": 10,
                                         "description": "at most this many hits"}
     assert {"path", "glob", "type", "exclude", "since", "min_score", "cwd", "per_file", "mode"} <= set(s["properties"])
-    assert set(schema.all_schemas()["methods"]) == set(METHODS)
+    assert set(schema.all_schemas()) == set(METHODS)
 
 
 # ---------------------------------------------------------------- the real handlers

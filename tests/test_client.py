@@ -54,7 +54,12 @@ class FakeService:
         self.calls.append((method, params))
 
     def params_of(self, method: str) -> dict[str, Any]:
-        return [p for m, p in self.calls if m == method][-1]
+        """The last params of ``method``, without ``cwd`` (checked on its own: `cwd_of`)."""
+        return {k: v for k, v in self.cwd_of(method)[1].items() if k != "cwd"}
+
+    def cwd_of(self, method: str) -> tuple[str | None, dict[str, Any]]:
+        params = [p for m, p in self.calls if m == method][-1]
+        return params.get("cwd"), params
 
     def handlers(self) -> dict[str, Any]:
         def search(p: dict[str, Any]) -> dict[str, Any]:
@@ -129,6 +134,7 @@ def test_search_human_output_and_params(fake: Fake) -> None:
     assert lines[1].startswith("/elsewhere/b.md:1-5  0.500  # Retry policy when it fails")
     assert fake.service.params_of("search") == {"query": "retry policy", "limit": 5, "path": str(fake.runtime / "sub"),
                                                 "glob": "*.py", "type": ["py", "md"], "mode": "lexical"}
+    assert fake.service.cwd_of("search")[0] == str(fake.runtime), "the client sends its working directory"
 
 
 def test_search_json_is_the_hits_array(fake: Fake) -> None:
@@ -159,10 +165,12 @@ def test_daemon_errors_exit_4_and_usage_errors_exit_2(fake: Fake, tmp_path: Path
     assert fake.semdex("search", "x", "-n", "0").returncode == 2
     assert fake.semdex("search").returncode == 2
     assert fake.semdex("bogus-command").returncode == 2
+    missing = fake.semdex("status", "--config", str(tmp_path / "missing.toml"), socket=False)
+    assert missing.returncode == 2 and "config file not found" in missing.stderr
     bad = tmp_path / "bad.toml"
-    bad.write_text("[server]\nsocket = 5\n")
-    config_error = fake.semdex("status", "--config", str(bad), socket=False)
-    assert config_error.returncode == 2 and "config error" in config_error.stderr
+    bad.write_text("[server]\nsocket = 5\n")  # unusable: the default socket applies (issue 11.6)
+    fallback = fake.semdex("status", "--config", str(bad), socket=False)
+    assert fallback.returncode == 3 and "semdexd.sock" in fallback.stderr
 
 
 def test_timeout_is_a_transport_failure_exit_5(fake: Fake) -> None:
@@ -369,3 +377,33 @@ def test_cli_against_the_real_daemon(live: DaemonProcess) -> None:
     assert waited.returncode == 4 and "reports an error" in waited.stderr and "no-such-model" in waited.stderr
     wrong = live.tool("semdex", "--timeout", "60", "embed", "x")  # the model never loads here
     assert wrong.returncode == 4 and "semdexd refused the request" in wrong.stderr
+
+
+# ---------------------------------------------------------------- the socket path, leniently
+
+
+@pytest.mark.parametrize("text", [
+    '[server]\nsocket = "{sock}"\n[index]\nfolderz = ["~/x"]\n',           # unknown key elsewhere
+    '[server]\nsocket = "{sock}"  # mine\n[pool]\nworkers = "two"\n',      # wrong type elsewhere
+    '[index]\nfolders = [~/notes\n[server]\nsocket = "{sock}"\n',           # not valid TOML
+])
+def test_a_config_typo_does_not_lock_the_cli_out(fake: Fake, tmp_path: Path, text: str) -> None:
+    from client.paths import resolve_socket_path
+
+    config = tmp_path / "config.toml"
+    config.write_text(text.replace("{sock}", str(fake.socket)))
+    assert resolve_socket_path(None, str(config), env={}) == fake.socket
+    result = fake.semdex("version", "--config", str(config), socket=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_unreadable_socket_key_falls_back_to_the_default(tmp_path: Path) -> None:
+    from client.paths import resolve_socket_path
+
+    env = {"XDG_RUNTIME_DIR": str(tmp_path / "run"), "XDG_CONFIG_HOME": str(tmp_path / "cfg"), "HOME": str(tmp_path)}
+    default = tmp_path / "run" / "semdex" / "semdexd.sock"
+    assert resolve_socket_path(env=env) == default  # no config file at all
+    (tmp_path / "cfg" / "semdex").mkdir(parents=True)
+    for text in ("[server]\nsocket = 5\n", "\xff garbage", "[server\nsocket = \"/x\"", "[server]\nsocket = \"\"\n"):
+        (tmp_path / "cfg" / "semdex" / "config.toml").write_text(text, errors="surrogateescape")
+        assert resolve_socket_path(env=env) == default, text

@@ -190,6 +190,8 @@ def test_sighup_reloads_and_a_bad_config_is_ignored(daemon: DaemonProcess, tmp_p
     wait_for(lambda: any(r.get("event") == "reload_failed" and "bogus" in str(r.get("error"))
                          for r in daemon.events()), 60, "the bad reload to be logged")
     assert daemon.answers()
+    from semdexd.protocol import call_json
+    assert "bogus" in call_json(daemon.socket, "status")["reload_error"], "status shows why the reload was refused"
 
     folder = tmp_path / "added"
     folder.mkdir()
@@ -200,6 +202,8 @@ def test_sighup_reloads_and_a_bad_config_is_ignored(daemon: DaemonProcess, tmp_p
                                                                    if r.get("event") == "reload_failed"]) == 2,
              60, "the reload outcome")
     assert daemon.answers()
+    if daemon.has_event("config_reloaded"):
+        assert call_json(daemon.socket, "status")["reload_error"] is None, "cleared by a good reload"
     daemon.signal(signal.SIGTERM)
     assert daemon.wait_exit() == 0
 

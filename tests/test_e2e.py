@@ -132,7 +132,7 @@ def test_bad_requests_do_not_disturb_a_concurrent_search(daemon):
             replies.append(s.recv(65536))
     t.join(120)
     assert results == [0]
-    assert b"bad_request" in replies[1] and b"unknown_method" in replies[2]
+    assert b"invalid_params" in replies[1] and b"unknown_method" in replies[2]
     assert all(replies), replies
     assert proc.poll() is None
 

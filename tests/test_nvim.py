@@ -264,3 +264,20 @@ def test_neovim_sees_our_error_code_and_message(live: DaemonProcess, tmp_path: P
     assert out["rel_ok"] is False and "invalid_params: search: path is relative" in out["rel"]
     assert out["unknown_ok"] is False and "unknown_method: unknown method 'no_such_method'" in out["unknown"]
     assert out["version_ok"] is True and out["version"]["protocol"] == 1, out
+
+
+def test_neovim_receives_events_through_nvim_exec_lua(live: DaemonProcess, tmp_path: Path) -> None:
+    out = run_lua(tmp_path, live.socket, """
+  _G.semdex_events = {}
+  local lua = "table.insert(_G.semdex_events, (...))"
+  out.sub = vim.rpcrequest(chan, "subscribe", {events = {"state"}, lua = lua})
+  out.got = vim.wait(10000, function() return #_G.semdex_events > 0 end, 20)
+  out.events = _G.semdex_events
+  out.status = vim.rpcrequest(chan, "status", {}).state
+  out.unsub = vim.rpcrequest(chan, "unsubscribe", {})
+""")
+    assert "script_error" not in out, out
+    assert out["sub"] == {"subscribed": True, "events": ["state"], "lua": True}
+    assert out["got"] is True
+    assert out["events"][0]["event"] == "state" and out["events"][0]["state"] == out["status"] == "error"
+    assert out["unsub"] == {"subscribed": False}

@@ -6,6 +6,7 @@ the last group drives a real `semdexd run` process with raw clients in both fram
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -565,3 +567,45 @@ def test_daemon_errors_on_bad_input_while_others_are_served(live: DaemonProcess,
 def test_daemon_refuses_a_100_mb_frame(live: DaemonProcess, framing: str) -> None:
     check_huge_frame_refused(live.socket, framing)
     assert live.answers()
+
+
+def test_silent_and_half_sent_connections_cannot_lock_the_cli_out(live: DaemonProcess) -> None:
+    from tests.test_daemon import command
+
+    hogs = [Raw(live.socket) for _ in range(72)]  # beyond max_connections (64)
+    try:
+        for i, hog in enumerate(hogs):
+            if i % 2:
+                hog.send(b'{"id": 1, "method": "sta')  # half a line, never finished
+        env = {**live.env, "NO_COLOR": "1"}
+        started = time.monotonic()
+        cli = subprocess.run([*command("semdex"), "status", "--json", "--timeout", "10", "--socket", str(live.socket)],
+                             env=env, capture_output=True, text=True, timeout=60)
+        assert cli.returncode in (0, 4), cli.stderr  # 4: this daemon has no model (state error)
+        assert json.loads(cli.stdout)["state"] == "error", "the daemon answered"
+        assert time.monotonic() - started < 10
+    finally:
+        for hog in hogs:
+            hog.close()
+
+
+@pytest.mark.parametrize("bad,code", [
+    (b'{"id": 1, "method": "search", "params": ' + b"[" * 1000 + b"]" * 1000 + b"}\n", "bad_request"),
+    (b'{"id": 1, "method": "search", "params": {"query": "x", "type": [1, 2]}}\n', "invalid_params"),
+    (b'{"id": 1, "method": "search", "params": {"query": "x", "since": 1e308}}\n', "invalid_params"),
+    (b'{"id": 1, "method": "search", "params": {"query": "x", "since": ' + str(10**30).encode() + b"}}\n",
+     "invalid_params"),
+    (msgpack.packb([0, 1, "search", [{"query": "x", "since": 1e308}]]), "invalid_params"),
+    (bytes.fromhex("93"), "bad_request"),
+    (bytes.fromhex("940001dbffffffff"), "bad_request"),
+    (bytes.fromhex("dcffff"), "bad_request"),
+])
+def test_protocol_edges_get_exactly_one_error_reply(live: DaemonProcess, bad: bytes, code: str) -> None:
+    c = Raw(live.socket)
+    c.send(bad)
+    c.sock.shutdown(socket.SHUT_WR)
+    reply = c.json_reply() if bad[:1] == b"{" else c.mp_reply()
+    error = reply["error"] if isinstance(reply, dict) else reply[2]
+    assert error["code"] == code, error
+    assert c.closed() and c.buf == b"", "one reply, then the connection ends"
+    assert Raw(live.socket).json({"id": 2, "method": "version"})["error"] is None

@@ -9,6 +9,7 @@ The service owns the lifecycle (model, pool, store, indexer); these handlers onl
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from semdexd.errors import ApiError
 
 Handler = Callable[[dict[str, Any]], Any]
 READY_WAIT_S = 120.0
+READY_POLL_S = 0.1
 
 
 class Api:
@@ -56,11 +58,13 @@ class Api:
     # ------------------------------------------------------------ helpers
 
     def _wait_ready(self) -> None:
+        """Wait for the service to open, up to READY_WAIT_S; a start that fails meanwhile ends
+        the wait at once (ApiError unavailable either way)."""
         svc = self.svc
-        if svc.error:
-            raise ApiError("unavailable", f"the daemon could not start: {svc.error}")
-        if not svc.ready.wait(READY_WAIT_S):
-            raise ApiError("unavailable", "the daemon is still starting (model loading); try again")
+        deadline = time.monotonic() + READY_WAIT_S
+        while not svc.error and not svc.ready.wait(READY_POLL_S):
+            if time.monotonic() > deadline:
+                raise ApiError("unavailable", "the daemon is still starting (model loading); try again")
         if svc.error:
             raise ApiError("unavailable", f"the daemon could not start: {svc.error}")
 

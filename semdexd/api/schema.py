@@ -79,15 +79,15 @@ def _scalar(kind: type, meta: dict[str, Any], for_items: bool = False) -> dict[s
     return out
 
 
-def all_schemas() -> dict[str, Any]:
-    """Every method's params schema, keyed by method name (the content of docs/schema.json)."""
-    return {"protocol": PROTOCOL_VERSION,
-            "methods": {name: input_schema(name) for name in METHODS}}
+def all_schemas() -> dict[str, dict[str, Any]]:
+    """Every method's params schema, keyed by method name."""
+    return {name: input_schema(name) for name in METHODS}
 
 
 def render() -> str:
-    """docs/schema.json's exact text."""
-    return json.dumps(all_schemas(), indent=2, sort_keys=True) + "\n"
+    """docs/schema.json's exact text: ``{"protocol": 1, "methods": all_schemas()}``."""
+    doc = {"protocol": PROTOCOL_VERSION, "methods": all_schemas()}
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
 def main() -> int:

@@ -99,7 +99,7 @@ def run(cfg: Config, source: Path, edits: int, workers: int | None) -> dict[str,
             if svc.error:
                 raise RuntimeError(svc.error)
             wall = time.perf_counter() - start
-            status = svc.status({})
+            status = svc.status()
             latencies, reembedded = _edit_files(svc, corpus, edits)
         rows = [c for p in svc.manifest.all_paths() for c in svc.manifest.chunks_of(p)]
         texts = [c.text for c in rows]

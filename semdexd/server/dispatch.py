@@ -50,7 +50,7 @@ class Dispatcher:
         outcome = self._run(method, params)
         ms = round((time.perf_counter() - started) * 1000, 2)
         err = outcome[0]
-        level = "debug" if method in QUIET_METHODS and err is None else "info"
+        level = "debug" if isinstance(method, str) and method in QUIET_METHODS and err is None else "info"
         getattr(self._log, level)("request", method=method if isinstance(method, str) else repr(method),
                                   ms=ms, error=err["code"] if err else None)
         return outcome
@@ -70,6 +70,6 @@ class Dispatcher:
         except (TypeError, KeyError, ValueError) as exc:
             detail = f"missing or bad param {exc}" if isinstance(exc, KeyError) else str(exc)
             return error("bad_request", f"{method}: {detail}"), None
-        except Exception as exc:  # a bug in a handler: report, log, keep serving
+        except Exception as exc:  # noqa: BLE001 - a bug in a handler: report, log, keep serving
             self._log.exception("handler_failed", method=method)
             return error("internal", f"{method} failed ({type(exc).__name__}: {exc}); see the daemon log"), None

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from semdexd.api.types import SESSION_METHODS
 from semdexd.events import EventHub
@@ -115,7 +115,7 @@ class Server:
         self._wake = None
         self._log.info("server_closed", connections_ended=len(conns))
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -184,7 +184,7 @@ class Server:
                 return
             _set_send_timeout(conn, self._send_timeout)
             served.run()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a bug: logged, the other connections go on
             self._log.exception("connection_failed")
         finally:
             conn.close()
