@@ -272,6 +272,12 @@ def test_neovim_sees_our_error_code_and_message(live: DaemonProcess, tmp_path: P
 
 
 def test_neovim_receives_events_through_nvim_exec_lua(live: DaemonProcess, tmp_path: Path) -> None:
+    from client.api import Client
+
+    def settled() -> bool:  # the model-less daemon goes starting -> error: wait, or the states race
+        with Client(live.socket, timeout=10) as c:
+            return bool(c.call("status")["state"] == "error")
+    wait_for(settled, timeout=60, what="the live daemon's error state")
     out = run_lua(tmp_path, live.socket, """
   _G.semdex_events = {}
   local lua = "table.insert(_G.semdex_events, (...))"
