@@ -108,6 +108,11 @@ def test_socket_path_resolved_like_the_cli(tmp_path):
     got = run_nvim(tmp_path, env, 'local p, src = semdex.socket()\nfinish({ path = p, src = src })\n')
     assert got["path"] == cli_socket(env) == str(tmp_path / "my.sock")
     assert got["src"].startswith("config ")
+    # a file the daemon would refuse elsewhere still gives its [server] socket (as client/paths.py)
+    (cfg_home / "semdex" / "config.toml").write_text(
+        '[index]\nfolders = [unclosed\n\n[server]  # here\nsocket = "/tmp/other.sock"  # note\n')
+    got = run_nvim(tmp_path, env, 'finish({ path = (semdex.socket()) })\n')
+    assert got["path"] == cli_socket(env) == "/tmp/other.sock"
 
 
 def test_search_and_similar_fill_quickfix(daemon, tmp_path):
