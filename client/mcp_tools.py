@@ -87,8 +87,29 @@ def run_tool(client: Client, name: str, arguments: Mapping[str, Any] | None, cwd
         return ToolOutput(f"talking to semdexd failed: {exc}", is_error=True)
     if spec.method == "status":
         return ToolOutput(status_text(result), structured=result)
-    hits = list(result.get("hits", []))
-    return ToolOutput(hits_text(hits), structured={"hits": hits})
+    return ToolOutput(answer_text(result), structured=result)
+
+
+def answer_text(result: Mapping[str, Any]) -> str:
+    """The hits; when none reach the cutoff, "no good match" and the weak ones, marked; plus the
+    daemon's notices (filter matched no file, indexing still running)."""
+    lines = []
+    progress = result.get("indexing")
+    if progress:
+        lines.append(f"(indexing {progress.get('done', 0)}/{progress.get('total', 0)} files: results so far)")
+    if result.get("notice"):
+        lines.append(str(result["notice"]))
+    hits = list(result.get("hits") or [])
+    weak = list(result.get("weak") or [])
+    if hits:
+        lines.append(hits_text(hits))
+    elif weak:
+        cutoff = float(result.get("min_score") or 0.0)
+        lines.append(f"no good match (every hit scores below {cutoff:.2f}); the best weak hits:")
+        lines.append(hits_text(weak))
+    else:
+        lines.append("no results")
+    return "\n".join(lines)
 
 
 def hits_text(hits: list[dict[str, Any]]) -> str:

@@ -88,7 +88,9 @@ def test_search_similar_status_and_bad_input(daemon):
     assert str(folder / "recipes" / "soup.md") not in [h["path"] for h in similar.structured_content["hits"]]
     assert st.structured_content["state"] == "idle" and "state: idle" in st.content[0].text
     assert bad.is_error and "mode" in bad.content[0].text and "Traceback" not in bad.content[0].text
-    assert not after.is_error and after.structured_content["hits"]
+    # a query about nothing in the notes: no good match, the best weak hits shown as such
+    assert not after.is_error and not after.structured_content["hits"] and after.structured_content["weak"]
+    assert after.content[0].text.startswith("no good match")
     assert proc.poll() is None
 
 

@@ -188,7 +188,7 @@ def test_a_filter_matching_no_indexed_file_says_so(svc):
 
 
 def test_search_while_files_wait_reports_indexing_progress(svc):
-    svc.pause({})
+    svc.indexer.paused.set()
     try:
         for i in range(3):
             (svc.folder / "zz" / f"late{i}.md").parent.mkdir(exist_ok=True)
@@ -198,5 +198,5 @@ def test_search_while_files_wait_reports_indexing_progress(svc):
         progress = result["indexing"]
         assert progress["total"] - progress["done"] >= 3
     finally:
-        svc.resume({})
+        svc.indexer.paused.clear()
     wait_for(lambda: "indexing" not in ask(svc, query="bread"), timeout=60, what="the late files indexed")
