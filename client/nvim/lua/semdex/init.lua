@@ -170,12 +170,34 @@ function M.show(title, hits)
   end
 end
 
+--- Show a search/similar result: its hits; when none reach the daemon's cutoff, "no good match"
+--- and the weak hits, marked; the daemon's notices (filter matched nothing, indexing running).
+function M.show_result(title, result)
+  local idx = result.indexing
+  if type(idx) == "table" and not rpc.is_nil(idx) then
+    vim.notify(string.format("semdex: indexing %d/%d files; results so far", idx.done or 0, idx.total or 0),
+      vim.log.levels.INFO)
+  end
+  if type(result.notice) == "string" then
+    vim.notify("semdex: " .. result.notice, vim.log.levels.WARN)
+  end
+  local hits = result.hits or {}
+  local weak = result.weak
+  if #hits == 0 and type(weak) == "table" and #weak > 0 then
+    vim.notify(string.format("semdex: no good match (every hit scores below %.2f); weak hits shown",
+      tonumber(result.min_score) or 0), vim.log.levels.WARN)
+    M.show(title .. " (weak)", weak)
+    return
+  end
+  M.show(title, hits)
+end
+
 local function run_hits(method, params, title, cb)
   M.request(method, params, function(err, result)
     if err then
       notify_error(err)
     else
-      M.show(title, result.hits or {})
+      M.show_result(title, result)
     end
     if cb then
       cb(err, result)
