@@ -34,6 +34,7 @@ from semdexd.server.sockets import bind_private, peer_uid, remove_if_ours
 
 Handler = Callable[[dict[str, Any]], Any]
 EVICT_WAIT_S = 2.0  # for an evicted connection's thread to give its slot back
+BUSY_GRACE_S = 0.5  # every slot busy: how long to wait for one to finish its request
 
 
 def _set_send_timeout(sock: socket.socket, seconds: float) -> None:
@@ -167,10 +168,14 @@ class Server:
 
     def _make_room(self) -> bool:
         """All slots taken: evict the longest-idle evictable connection and take its slot."""
-        with self._lock:
-            idle = [c for c in self._conns.values() if c.evictable]
-        if not idle:
-            return False
+        deadline = time.monotonic() + BUSY_GRACE_S
+        while True:  # a connection that has just sent its reply becomes evictable a moment later
+            with self._lock:
+                idle = [c for c in self._conns.values() if c.evictable]
+            if idle:
+                break
+            if time.monotonic() > deadline or self._stopping.wait(0.02):
+                return False
         victim = min(idle, key=lambda c: c.last_active)
         self._log.info("connection_evicted", reason="slots full", idle_s=round(time.monotonic() - victim.last_active, 1))
         victim.evict()
