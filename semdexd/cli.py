@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
-BENCHES = ("embed", "index", "quality", "store", "chunking")
+BENCHES = ("embed", "index", "quality", "store", "chunking", "bombs")
 
 
 class UsageError(Exception):

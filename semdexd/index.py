@@ -25,7 +25,7 @@ import numpy as np
 import structlog
 
 from semdexd.changes import ChangeQueue
-from semdexd.chunk import chunk_text
+from semdexd.chunk import cap_chunks, chunk_text
 from semdexd.config import Config
 from semdexd.extract import extract
 from semdexd.ignore import IgnoreRules, walk
@@ -196,7 +196,8 @@ class Indexer:
         if stat.S_ISDIR(st.st_mode):
             return self._forget(path)
         with self.metrics.stage("extract"):
-            ex = extract(p, max_bytes=int(self.cfg.index.max_file_mb * 1024 * 1024))
+            ex = extract(p, max_bytes=int(self.cfg.index.max_file_mb * 1024 * 1024),
+                         max_chars=int(self.cfg.index.max_text_mb * 1024 * 1024))
         if ex.status != "ok":
             return self._record(path, st, ex.status, ex.reason, ex.content_hash, ex.file_type)
         if old and old.status == "indexed" and old.hash == ex.content_hash and not force:
@@ -205,11 +206,14 @@ class Indexer:
             chunks = chunk_text(ex.text, file_type=ex.file_type, count_tokens=self.count_tokens,
                                 target_tokens=self.cfg.chunk.target_tokens, max_tokens=self.max_tokens,
                                 overlap_tokens=self.cfg.chunk.overlap_tokens)
+        chunks, reason = cap_chunks(chunks, self.cfg.index.max_chunks_per_file, ex.reason)
         rows = self._rows(path, chunks)
         existing = {r.id for r in self.manifest.chunks_of(path)}
         new = [r for r in rows if r.id not in existing]
         self.metrics.count("chunks_reused", len(rows) - len(new))
-        update = FileUpdate(path, st.st_size, st.st_mtime_ns, ex.content_hash, "indexed", "",
+        if reason:
+            log.info("file_truncated", path=path, reason=reason)
+        update = FileUpdate(path, st.st_size, st.st_mtime_ns, ex.content_hash, "indexed", reason,
                             ex.file_type, tuple(rows))
         return FileJob(path, update, new=new, stale=sorted(existing - {r.id for r in rows}))
 

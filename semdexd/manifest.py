@@ -215,10 +215,11 @@ class Manifest:
                 "failed": by_status.get("failed", 0), "chunks": chunks}
 
     def problems(self, limit: int = 50) -> list[dict[str, str]]:
-        """Files skipped or failed, with their reasons, most recent first."""
+        """Files skipped, failed or indexed only in part (truncated), with their reasons, most
+        recent first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT path, status, reason FROM files WHERE status != 'indexed' "
+                "SELECT path, status, reason FROM files WHERE status != 'indexed' OR reason != '' "
                 "ORDER BY indexed_at DESC LIMIT ?", (limit,)).fetchall()
         return [{"path": p, "status": s, "reason": r} for p, s, r in rows]
 
