@@ -25,9 +25,10 @@ import numpy as np
 import structlog
 
 from semdexd.changes import ChangeQueue
-from semdexd.chunk import cap_chunks, chunk_text
+from semdexd.chunk import cap_chunks, chunk_budget_chars, chunk_text
 from semdexd.config import Config
 from semdexd.extract import EXTRACTOR_VERSION, extract
+from semdexd.extract.result import cap_text
 from semdexd.ignore import IgnoreRules, walk
 from semdexd.kinds import Kind, is_transient_embed_failure, retry_delay
 from semdexd.manifest import ChunkRow, FileUpdate, Manifest
@@ -239,11 +240,13 @@ class Indexer:
             return self._record(path, st, kind, ex.reason, ex.content_hash, ex.file_type)
         if old and old.status == "indexed" and old.hash == ex.content_hash and not force:
             return self._unchanged(path, old, st)
+        cap = self.cfg.index.max_chunks_per_file
+        text = cap_text(ex.text, chunk_budget_chars(cap, self.cfg.chunk.target_tokens))
         with self.metrics.stage("chunk"):
-            chunks = chunk_text(ex.text, file_type=ex.file_type, count_tokens=self.count_tokens,
+            chunks = chunk_text(text.text, file_type=ex.file_type, count_tokens=self.count_tokens,
                                 target_tokens=self.cfg.chunk.target_tokens, max_tokens=self.max_tokens,
                                 overlap_tokens=self.cfg.chunk.overlap_tokens)
-        chunks, reason = cap_chunks(chunks, self.cfg.index.max_chunks_per_file, ex.reason)
+        chunks, reason = cap_chunks(chunks, cap, ex.reason, cut=bool(text.reason))
         rows = self._rows(path, chunks)
         existing = {r.id for r in self.manifest.chunks_of(path)}
         new = [r for r in rows if r.id not in existing]

@@ -245,9 +245,9 @@ class Manifest:
         recent first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT path, status, reason FROM files WHERE status != 'indexed' OR reason != '' "
+                "SELECT path, status, reason, kind FROM files WHERE status != 'indexed' OR reason != '' "
                 "ORDER BY indexed_at DESC LIMIT ?", (limit,)).fetchall()
-        return [{"path": p, "status": s, "reason": r} for p, s, r in rows]
+        return [{"path": p, "status": s, "reason": r, "kind": k or s} for p, s, r, k in rows]
 
     def lexical(self, match: str, limit: int, where: "Filter | None" = None) -> list[tuple[str, float]]:
         """FTS5 BM25 search: [(chunk id, score)] best first; score is -bm25 (higher is better).

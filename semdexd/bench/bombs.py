@@ -94,8 +94,8 @@ def pdf_stream_bomb(path: Path, text_bytes: int) -> Path:
     content = line * (text_bytes // 84 + 1)
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
                b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-               b"/Resources << /Font << /F1 5 0 R >> >> >>",
+               (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+                b"/Resources << /Font << /F1 5 0 R >> >> >>"),
                _stream(content),
                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
     path.write_bytes(_pdf(objects))
@@ -111,8 +111,8 @@ def pdf_pages_bomb(path: Path, pages: int) -> Path:
                b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % pages,
                _stream(text),
                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    objects += [b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R "
-                b"/Resources << /Font << /F1 4 0 R >> >> >>"] * pages
+    objects += [(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R "
+                 b"/Resources << /Font << /F1 4 0 R >> >> >>")] * pages
     path.write_bytes(_pdf(objects))
     return path
 
@@ -267,10 +267,11 @@ def _child(argv: list[str]) -> int:
     """In the guarded child: import, note the RSS, then extract + chunk one file."""
     path, tokenizer_file, prefix, max_tokens, raw = argv
     limits = json.loads(raw)
-    from semdexd.chunk import cap_chunks, chunk_text
+    from semdexd.chunk import cap_chunks, chunk_budget_chars, chunk_text
     from semdexd.embed.model import load_tokenizer
     from semdexd.embed.text import clean
     from semdexd.extract import extract
+    from semdexd.extract.result import cap_text
 
     tokenizer = load_tokenizer(Path(tokenizer_file), None)
 
@@ -280,10 +281,12 @@ def _child(argv: list[str]) -> int:
     count(["warm up the tokenizer"])
     baseline = _rss_mb(os.getpid())
     ex = _extract(extract, Path(path), limits)
-    chunks = chunk_text(ex.text, file_type=ex.file_type, count_tokens=count,
+    cap = int(limits.get("max_chunks_per_file", 1 << 30))
+    text = cap_text(ex.text, chunk_budget_chars(cap, limits["target"]))
+    chunks = chunk_text(text.text, file_type=ex.file_type, count_tokens=count,
                         target_tokens=limits["target"], max_tokens=int(max_tokens),
                         overlap_tokens=limits["overlap"]) if ex.status == "ok" else []
-    chunks, reason = cap_chunks(chunks, limits.get("max_chunks_per_file", len(chunks) or 1), ex.reason)
+    chunks, reason = cap_chunks(chunks, cap, ex.reason, cut=bool(text.reason))
     print(json.dumps({"status": ex.status, "reason": reason, "chunks": len(chunks),
                       "text_mb": round(len(ex.text) / (1 << 20), 2), "baseline_rss_mb": round(baseline, 1)}))
     return 0

@@ -2,6 +2,6 @@
 stable under edits. Public API: `chunk_text`, `cap_chunks`, `Chunk`, `CHUNKER_VERSION`."""
 
 from semdexd.chunk.assemble import Chunk
-from semdexd.chunk.chunker import CHUNKER_VERSION, cap_chunks, chunk_text
+from semdexd.chunk.chunker import CHUNKER_VERSION, cap_chunks, chunk_budget_chars, chunk_text
 
-__all__ = ["CHUNKER_VERSION", "Chunk", "cap_chunks", "chunk_text"]
+__all__ = ["CHUNKER_VERSION", "Chunk", "cap_chunks", "chunk_budget_chars", "chunk_text"]

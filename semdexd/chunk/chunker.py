@@ -57,13 +57,25 @@ def chunk_text(text: str, *, file_type: str, count_tokens: CountTokens, target_t
     return [index.chunk(span) for span in items]
 
 
-def cap_chunks(chunks: list[Chunk], cap: int, reason: str = "") -> tuple[list[Chunk], str]:
+# Characters of text per chunk of the cap worth chunking at most: generous (prose is ~4-5
+# characters per token, code ~3), so the text cut before chunking still fills the chunk cap.
+_CHARS_PER_CAPPED_TOKEN = 8
+
+
+def chunk_budget_chars(cap: int, target_tokens: int) -> int:
+    """Characters of text enough to fill ``cap`` chunks of ``target_tokens``: text beyond this is
+    cut before chunking (chunking 8 MB to keep the first 5000 chunks wastes minutes of CPU)."""
+    return max(1, cap * target_tokens * _CHARS_PER_CAPPED_TOKEN)
+
+
+def cap_chunks(chunks: list[Chunk], cap: int, reason: str = "", cut: bool = False) -> tuple[list[Chunk], str]:
     """The first ``cap`` chunks, and the file's reason: ``reason`` (an extraction's
-    "truncated: ..." or ``""``), or a "truncated" reason naming the chunk cap when it applied."""
-    if len(chunks) <= cap:
+    "truncated: ..." or ``""``), or a "truncated" reason naming the chunk cap when it applied
+    (``cut``: the text was already cut to `chunk_budget_chars` before chunking)."""
+    if len(chunks) <= cap and not cut:
         return chunks, reason
-    return chunks[:cap], (f"truncated: {len(chunks)} chunks, above the {cap} cap "
-                          f"(max_chunks_per_file); the first {cap} are indexed")
+    return chunks[:cap], (f"truncated: more than {cap} chunks (max_chunks_per_file); "
+                          f"the first {min(cap, len(chunks))} are indexed")
 
 
 # Characters per call to ``count_tokens``: the tokenizer holds every encoding of a call at once
