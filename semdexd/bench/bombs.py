@@ -150,6 +150,19 @@ def text_lines(path: Path, size: int) -> Path:
     return path
 
 
+def text_latin1(path: Path, size: int) -> Path:
+    """``size`` bytes of Windows-1252 prose (not UTF-8: the charset detector runs on all of it)."""
+    rng = random.Random(5)
+    words = [w.replace("o", "\u00f6").replace("a", "\u00e4") for w in _WORDS]
+    lines, total = [], 0
+    while total < size:
+        line = " ".join(rng.choice(words) for _ in range(14)) + "."
+        lines.append(line)
+        total += len(line) + 1
+    path.write_bytes("\n".join(lines).encode("cp1252")[:size])
+    return path
+
+
 def html_bomb(path: Path, size: int) -> Path:
     """``size`` bytes of HTML: deep nesting and many tiny blocks."""
     rng = random.Random(4)
@@ -183,6 +196,7 @@ BOMBS: tuple[Bomb, ...] = (
     Bomb("txt_one_line_9mb", "oneline.txt", lambda p, s: text_one_line(p, _mb(s, 9))),
     Bomb("txt_no_spaces_9mb", "base64.txt", lambda p, s: text_no_spaces(p, _mb(s, 9))),
     Bomb("txt_lines_9mb", "lines.txt", lambda p, s: text_lines(p, _mb(s, 9))),
+    Bomb("txt_cp1252_9mb", "latin.txt", lambda p, s: text_latin1(p, _mb(s, 9))),
     Bomb("html_9mb", "page.html", lambda p, s: html_bomb(p, _mb(s, 9))),
 )
 
