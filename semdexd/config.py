@@ -109,6 +109,8 @@ class IndexConfig:
     hidden: bool = False                        # index dot-files and dot-folders
     follow_symlinks: bool = False
     max_file_mb: float = 10.0
+    max_text_mb: float = 8.0                    # extracted text above this is cut (first 8 MB indexed)
+    max_chunks_per_file: int = 5000             # chunks above this are dropped (first 5000 indexed)
     debounce_ms: int = 300                      # a path must be quiet this long before indexing
     reconcile_interval_s: int = 600             # light rescan for events the OS dropped; 0 = off
 
@@ -277,6 +279,8 @@ def _validate(cfg: Config) -> Config:
         (cfg.chunk.target_tokens >= 16, "[chunk] target_tokens must be >= 16"),
         (0 <= cfg.chunk.overlap_tokens < cfg.chunk.target_tokens, "[chunk] overlap_tokens must be >= 0 and < target_tokens"),
         (cfg.index.max_file_mb > 0, "[index] max_file_mb must be > 0"),
+        (cfg.index.max_text_mb > 0, "[index] max_text_mb must be > 0"),
+        (cfg.index.max_chunks_per_file >= 1, "[index] max_chunks_per_file must be >= 1"),
         (cfg.index.debounce_ms >= 0, "[index] debounce_ms must be >= 0"),
         (cfg.store.backend in ("persistent", "http"), "[store] backend must be 'persistent' or 'http'"),
         (0.0 <= cfg.search.min_score <= 1.0, "[search] min_score must be between 0 and 1"),

@@ -25,10 +25,12 @@ import numpy as np
 import structlog
 
 from semdexd.changes import ChangeQueue
-from semdexd.chunk import chunk_text
+from semdexd.chunk import cap_chunks, chunk_budget_chars, chunk_text
 from semdexd.config import Config
-from semdexd.extract import extract
+from semdexd.extract import EXTRACTOR_VERSION, extract
+from semdexd.extract.result import cap_text
 from semdexd.ignore import IgnoreRules, walk
+from semdexd.kinds import Kind, is_transient_embed_failure, retry_delay
 from semdexd.manifest import ChunkRow, FileUpdate, Manifest
 from semdexd.metrics import Metrics
 from semdexd.store import VectorStore, chunk_metadata
@@ -37,6 +39,9 @@ log = structlog.get_logger()
 
 GROUP_CHUNKS = 64      # new chunks per embed call: enough to keep every worker busy
 TAKE_FILES = 32        # paths prepared per round
+# A file the daemon died reading this many times (in a row, across restarts) is poison. Not 1:
+# a kill -9 or an unrelated crash during a big file's read must not blacklist that file.
+POISON_AFTER_CRASHES = 2
 
 
 class Embedder(Protocol):
@@ -58,6 +63,7 @@ class FileJob:
     stale: list[str] = field(default_factory=list)        # ids to delete from the store
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    transient: str = ""                  # an embedding failure of the pool, not the text: retry
 
 
 _STOP = object()
@@ -84,9 +90,11 @@ class Indexer:
         self._write_q: queue.Queue[Any] = queue.Queue(maxsize=4)
         self._threads: list[threading.Thread] = []
         # Test-only fault injection: "STAGE:N" makes the process die abruptly at the N-th time
-        # it reaches STAGE (after_delete | after_add), to prove the write order is crash-safe.
+        # it reaches STAGE (after_delete | after_add | prepare), to prove the write order is
+        # crash-safe; "prepare@NAME" when it starts reading a file named NAME (poison).
         self._crash_at = os.environ.get("SEMDEX_TEST_CRASH_AT", "")
         self._stage_hits: dict[str, int] = {}
+        self._attempts: dict[str, int] = {}    # transient failures in a row, per path
         self.set_folders(cfg.index.folders)
 
     # ------------------------------------------------------------ folders & scanning
@@ -106,13 +114,14 @@ class Indexer:
         and every recorded file that is gone or no longer under a folder. Returns paths queued."""
         with self.metrics.stage("scan"):
             known = self.manifest.stat_map()
+            reread = set(self.manifest.paths_to_reread(EXTRACTOR_VERSION))
             seen: set[str] = set()
             queued = 0
             for root, rules in list(self.roots.items()):
                 for path, st in walk(root, rules, self.cfg.index.follow_symlinks):
                     key = str(path)
                     seen.add(key)
-                    if st is None or known.get(key) != (st.st_size, st.st_mtime_ns):
+                    if st is None or known.get(key) != (st.st_size, st.st_mtime_ns) or key in reread:
                         self.queue.touch(key)
                         queued += 1
             for key in known.keys() - seen:
@@ -175,7 +184,7 @@ class Indexer:
             return self.prepare(path, force)
         except Exception as exc:  # one bad file never stops the others
             log.exception("prepare_failed", path=path)
-            return self._record(path, None, "failed", f"failed: {type(exc).__name__}: {exc}")
+            return self._record(path, None, Kind.FAILED, f"failed: {type(exc).__name__}: {exc}")
 
     def prepare(self, path: str, force: bool = False) -> FileJob:
         """Decide what ``path`` needs: forget it, record a skip, or (re)index changed chunks."""
@@ -185,33 +194,69 @@ class Indexer:
             return self._forget(path)
         old = self.manifest.file(path)
         try:
-            st = os.lstat(p)
+            st = self._stat(p)
         except FileNotFoundError:
             return self._forget(path)
         except OSError as exc:
-            return self._record(path, None, "failed", f"failed: cannot stat: {exc.strerror}")
-        if old and not force and (old.size, old.mtime_ns) == (st.st_size, st.st_mtime_ns):
+            return self._record(path, None, Kind.FAILED, f"failed: cannot stat: {exc.strerror}")
+        if old and not force and (old.size, old.mtime_ns) == (st.st_size, st.st_mtime_ns) \
+                and not self._reread(old):
             return FileJob(path, update=None)  # nothing changed since it was recorded
-        if stat.S_ISLNK(st.st_mode) and not self.cfg.index.follow_symlinks:
-            return self._record(path, st, "skipped", "skipped: symlink (follow_symlinks is off)")
+        if stat.S_ISLNK(st.st_mode):
+            reason = ("skipped: broken symlink" if self.cfg.index.follow_symlinks
+                      else "skipped: symlink (follow_symlinks is off)")
+            return self._record(path, st, Kind.SKIPPED, reason)
         if stat.S_ISDIR(st.st_mode):
             return self._forget(path)
+        self.manifest.mark_preparing(path)      # cleared once read: see `recover`
+        try:
+            return self._read(path, p, st, old, force)
+        finally:
+            self.manifest.clear_preparing(path)
+
+    def _stat(self, p: Path) -> os.stat_result:
+        """lstat; with ``follow_symlinks`` the target's stat (so its edits are noticed), or the
+        link's own lstat when the link is broken."""
+        st = os.lstat(p)
+        if stat.S_ISLNK(st.st_mode) and self.cfg.index.follow_symlinks:
+            try:
+                return os.stat(p)
+            except OSError:
+                return st
+        return st
+
+    @staticmethod
+    def _reread(old: Any) -> bool:
+        """A skip or failure decided by another extractor version is worth reading again."""
+        return bool(old.status != "indexed" and old.kind != Kind.POISON and old.extractor != EXTRACTOR_VERSION)
+
+    def _read(self, path: str, p: Path, st: os.stat_result, old: Any, force: bool) -> FileJob:
+        """Extract and chunk ``path`` (journalled as being read by the caller)."""
+        self._crash_point("prepare", p.name)
         with self.metrics.stage("extract"):
-            ex = extract(p, max_bytes=int(self.cfg.index.max_file_mb * 1024 * 1024))
+            ex = extract(p, max_bytes=int(self.cfg.index.max_file_mb * 1024 * 1024),
+                         max_chars=int(self.cfg.index.max_text_mb * 1024 * 1024))
         if ex.status != "ok":
-            return self._record(path, st, ex.status, ex.reason, ex.content_hash, ex.file_type)
+            kind = Kind.FAILED if ex.status == "failed" else Kind.SKIPPED
+            return self._record(path, st, kind, ex.reason, ex.content_hash, ex.file_type)
         if old and old.status == "indexed" and old.hash == ex.content_hash and not force:
             return self._unchanged(path, old, st)
+        cap = self.cfg.index.max_chunks_per_file
+        text = cap_text(ex.text, chunk_budget_chars(cap, self.cfg.chunk.target_tokens))
         with self.metrics.stage("chunk"):
-            chunks = chunk_text(ex.text, file_type=ex.file_type, count_tokens=self.count_tokens,
+            chunks = chunk_text(text.text, file_type=ex.file_type, count_tokens=self.count_tokens,
                                 target_tokens=self.cfg.chunk.target_tokens, max_tokens=self.max_tokens,
                                 overlap_tokens=self.cfg.chunk.overlap_tokens)
+        chunks, reason = cap_chunks(chunks, cap, ex.reason, cut=bool(text.reason))
         rows = self._rows(path, chunks)
         existing = {r.id for r in self.manifest.chunks_of(path)}
         new = [r for r in rows if r.id not in existing]
         self.metrics.count("chunks_reused", len(rows) - len(new))
-        update = FileUpdate(path, st.st_size, st.st_mtime_ns, ex.content_hash, "indexed", "",
-                            ex.file_type, tuple(rows))
+        if reason:
+            log.info("file_truncated", path=path, reason=reason)
+        kind = Kind.TRUNCATED if reason else Kind.INDEXED
+        update = FileUpdate(path, st.st_size, st.st_mtime_ns, ex.content_hash, kind.status, reason,
+                            ex.file_type, tuple(rows), kind, EXTRACTOR_VERSION)
         return FileJob(path, update, new=new, stale=sorted(existing - {r.id for r in rows}))
 
     @staticmethod
@@ -229,20 +274,22 @@ class Indexer:
         """Content unchanged (only touched): keep the chunks, refresh size/mtime."""
         rows = tuple(self.manifest.chunks_of(path))
         update = FileUpdate(path, st.st_size, st.st_mtime_ns, old.hash, old.status, old.reason,
-                            old.file_type, rows)
+                            old.file_type, rows, old.kind, old.extractor)
         return FileJob(path, update)
 
     def _forget(self, path: str) -> FileJob:
         stale = [r.id for r in self.manifest.chunks_of(path)]
         return FileJob(path, update=None, forget=True, stale=stale)
 
-    def _record(self, path: str, st: os.stat_result | None, status: str, reason: str,
+    def _record(self, path: str, st: os.stat_result | None, kind: Kind, reason: str,
                 content_hash: str = "", file_type: str = "") -> FileJob:
-        """A skipped or failed file: no chunks, its reason kept for `status`."""
+        """A skipped or failed file: no chunks, its kind and reason kept for `status`."""
         stale = [r.id for r in self.manifest.chunks_of(path)]
         size, mtime = (st.st_size, st.st_mtime_ns) if st else (-1, -1)
-        log.info("file_skipped", path=path, status=status, reason=reason)
-        return FileJob(path, FileUpdate(path, size, mtime, content_hash, status, reason, file_type), stale=stale)
+        log.info("file_skipped", path=path, kind=str(kind), reason=reason)
+        update = FileUpdate(path, size, mtime, content_hash, kind.status, reason, file_type, (),
+                            kind, EXTRACTOR_VERSION)
+        return FileJob(path, update, stale=stale)
 
     # ------------------------------------------------------------ stage 2: embed
 
@@ -258,7 +305,12 @@ class Indexer:
                 log.exception("embed_failed", files=len(group))
                 self._retry_later(group)
                 continue
-            self._write_q.put(group)
+            retry = [job for job in group if job.transient]
+            if retry:
+                self._retry_later(retry)
+                group = [job for job in group if not job.transient]
+            if group:
+                self._write_q.put(group)
 
     def _embed_group(self, group: list[FileJob]) -> None:
         rows = [r for job in group for r in job.new]
@@ -270,10 +322,13 @@ class Indexer:
         for job in group:
             for r in job.new:
                 value = by_id[r.id]
-                if isinstance(value, np.ndarray):
+                reason = "" if isinstance(value, np.ndarray) else str(getattr(value, "reason", value))
+                if not reason:
                     job.vectors[r.id] = value
+                elif is_transient_embed_failure(reason):
+                    job.transient = job.transient or reason
                 else:
-                    job.failures.append(f"lines {r.start_line}-{r.end_line}: {getattr(value, 'reason', value)}")
+                    job.failures.append(f"lines {r.start_line}-{r.end_line}: {reason}")
         self.metrics.count("chunks_embedded", len(rows))
 
     # ------------------------------------------------------------ stage 3: write
@@ -292,6 +347,8 @@ class Indexer:
                 log.exception("write_failed", files=len(group))
                 self._retry_later(group)
                 continue
+            for job in group:
+                self._attempts.pop(job.path, None)
             self.queue.done([job.path for job in group])
 
     def write(self, group: list[FileJob]) -> None:
@@ -326,11 +383,11 @@ class Indexer:
                 log.info("file_indexed", path=job.path, chunks=len(job.update.chunks), embedded=len(job.new))
         self.metrics.count("files_written", len(updates) + len(deleted))
 
-    def _crash_point(self, stage: str) -> None:
+    def _crash_point(self, stage: str, name: str = "") -> None:
         if not self._crash_at:
             return
         self._stage_hits[stage] = self._stage_hits.get(stage, 0) + 1
-        if self._crash_at == f"{stage}:{self._stage_hits[stage]}":
+        if self._crash_at in (f"{stage}:{self._stage_hits[stage]}", f"{stage}@{name}"):
             log.warning("test_crash_injected", stage=stage)
             os._exit(137)
 
@@ -344,14 +401,24 @@ class Indexer:
         failed = {r.id for r in job.new if r.id not in job.vectors}
         kept = tuple(c for c in u.chunks if c.id not in failed)
         reason = f"partly indexed: {len(failed)} chunk(s) failed ({job.failures[0]})"
-        return FileUpdate(u.path, u.size, u.mtime_ns, u.hash, u.status, reason, u.file_type, kept)
+        return FileUpdate(u.path, u.size, u.mtime_ns, u.hash, u.status, reason, u.file_type, kept,
+                          Kind.PARTIAL, u.extractor)
 
     def _retry_later(self, group: list[FileJob]) -> None:
+        """Nothing of ``group`` is recorded (each file keeps its previous row); each path is
+        queued again after a back-off that doubles per failure in a row (5 s .. 10 min). Paths
+        dropped while stopping are found again by the next start's reconcile scan."""
         paths = [job.path for job in group]
         self.queue.done(paths)
-        if not self._stopping.is_set():
-            for p in paths:
-                self.queue.touch(p, delay=5.0, force=True)
+        if self._stopping.is_set():
+            return
+        for job in group:
+            attempt = self._attempts[job.path] = self._attempts.get(job.path, 0) + 1
+            delay = retry_delay(attempt)
+            log.warning("file_retry_later", path=job.path, attempt=attempt, delay_s=delay,
+                        reason=job.transient or "embedding failed")
+            self.queue.touch(job.path, delay=delay, force=True)
+        self.metrics.count("files_retried", len(group))
 
     # ------------------------------------------------------------ recovery
 
@@ -363,7 +430,8 @@ class Indexer:
         if orphans:
             self.store.delete(orphans)
         self.manifest.clear_pending()
-        stats = {"orphans_deleted": len(orphans), "extra_deleted": 0, "files_requeued": 0}
+        stats = {"orphans_deleted": len(orphans), "extra_deleted": 0, "files_requeued": 0,
+                 "poison": self._record_poison()}
         if full_check:
             in_store = self.store.all_ids()
             in_manifest = self.manifest.all_chunk_ids()
@@ -374,9 +442,30 @@ class Indexer:
             if missing:
                 paths = {r.path for r in self.manifest.chunks_by_id(sorted(missing)).values()}
                 for p in paths:
-                    self.manifest.commit_files([], deleted=[p])  # forget, so it is redone whole
+                    # Forget it (so it is redone whole), with the vectors it still has in the
+                    # store: if the file changed meanwhile, nothing else would ever delete them.
+                    self.store.delete([r.id for r in self.manifest.chunks_of(p)])
+                    self.manifest.commit_files([], deleted=[p])
                     self.queue.touch(p)
                 stats["files_requeued"] = len(paths)
             stats["extra_deleted"] = len(extra)
         log.info("recovered", **stats)
         return stats
+
+    def _record_poison(self) -> int:
+        """Files the process died reading `POISON_AFTER_CRASHES` times: recorded as poison
+        (their old chunks dropped) so they are skipped, not retried in a crash loop."""
+        crashed = self.manifest.take_crashed(POISON_AFTER_CRASHES)
+        for path, crashes in crashed:
+            try:
+                st: os.stat_result | None = self._stat(Path(path))
+            except OSError:
+                st = None
+            reason = (f"failed: crashed the daemon while being read ({crashes} times): skipped "
+                      f"(semdex reindex {path} to retry)")
+            log.error("file_poison", path=path, crashes=crashes)
+            job = self._record(path, st, Kind.POISON, reason)
+            self.store.delete(job.stale)
+            assert job.update is not None
+            self.manifest.commit_files([job.update])
+        return len(crashed)

@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 
 from semdexd.private import private_file
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -52,6 +52,11 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path, ord);
 CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(hash);
 CREATE TABLE IF NOT EXISTS pending (id TEXT PRIMARY KEY, path TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS preparing (
+    path TEXT PRIMARY KEY,
+    active INTEGER NOT NULL,       -- 1 while being extracted/chunked
+    crashes INTEGER NOT NULL       -- times the daemon died while it was active
+);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     text, content='chunks', content_rowid='rowid', tokenize="unicode61 remove_diacritics 2"
 );
@@ -125,6 +130,13 @@ def _regexp(pattern: str, value: str) -> bool:
     return _compiled(pattern).search(value) is not None
 
 
+# Columns added after schema 1, with their definitions (added to older databases on open).
+_ADDED_COLUMNS = (
+    ("files", "kind", "TEXT NOT NULL DEFAULT ''"),        # semdexd.kinds.Kind ('' = schema 1 row)
+    ("files", "extractor", "TEXT NOT NULL DEFAULT ''"),   # EXTRACTOR_VERSION that decided it
+)
+
+
 @dataclass(frozen=True)
 class FileRow:
     path: str
@@ -135,6 +147,8 @@ class FileRow:
     reason: str
     file_type: str
     chunks: int
+    kind: str = ""
+    extractor: str = ""
 
 
 @dataclass(frozen=True)
@@ -162,6 +176,8 @@ class FileUpdate:
     reason: str = ""
     file_type: str = ""
     chunks: tuple[ChunkRow, ...] = ()
+    kind: str = ""              # semdexd.kinds.Kind
+    extractor: str = ""         # the extractor version that produced it
 
 
 class Manifest:
@@ -173,7 +189,16 @@ class Manifest:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.create_function("semdex_regexp", 2, _regexp, deterministic=True)
         self._db.executescript(_SCHEMA)
-        if self.get_meta("schema") is None:
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring an older database up to `SCHEMA_VERSION` (columns added with defaults)."""
+        with self._lock:
+            for table, column, definition in _ADDED_COLUMNS:
+                have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        if self.get_meta("schema") != str(SCHEMA_VERSION):
             self.set_meta("schema", str(SCHEMA_VERSION))
 
     def close(self) -> None:
@@ -196,7 +221,8 @@ class Manifest:
     def file(self, path: str) -> FileRow | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT path,size,mtime_ns,hash,status,reason,file_type,chunks FROM files WHERE path=?",
+                "SELECT path,size,mtime_ns,hash,status,reason,file_type,chunks,kind,extractor "
+                "FROM files WHERE path=?",
                 (path,),
             ).fetchone()
         return FileRow(*row) if row else None
@@ -250,12 +276,13 @@ class Manifest:
                 "failed": by_status.get("failed", 0), "chunks": chunks}
 
     def problems(self, limit: int = 50) -> list[dict[str, str]]:
-        """Files skipped or failed, with their reasons, most recent first."""
+        """Files skipped, failed or indexed only in part (truncated), with their reasons, most
+        recent first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT path, status, reason FROM files WHERE status != 'indexed' "
+                "SELECT path, status, reason, kind FROM files WHERE status != 'indexed' OR reason != '' "
                 "ORDER BY indexed_at DESC LIMIT ?", (limit,)).fetchall()
-        return [{"path": p, "status": s, "reason": r} for p, s, r in rows]
+        return [{"path": p, "status": s, "reason": r, "kind": k or s} for p, s, r, k in rows]
 
     def lexical(self, match: str, limit: int, where: "Filter | None" = None) -> list[tuple[str, float]]:
         """FTS5 BM25 search: [(chunk id, score)] best first; score is -bm25 (higher is better).
@@ -361,6 +388,45 @@ class Manifest:
                 self._db.execute("ROLLBACK")
                 raise
 
+    # ------------------------------------------------------------ failures: reread, poison
+
+    def paths_to_reread(self, extractor: str) -> list[str]:
+        """Files skipped or failed (not poison) by an extractor other than ``extractor``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT path FROM files WHERE status != 'indexed' AND kind != 'poison' AND extractor != ?",
+                (extractor,)).fetchall()
+        return [r[0] for r in rows]
+
+    def mark_preparing(self, path: str) -> None:
+        """Journal that ``path`` is being read: if the process dies now, `take_crashed` says so."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO preparing(path, active, crashes) VALUES (?, 1, 0) "
+                "ON CONFLICT(path) DO UPDATE SET active=1", (path,))
+
+    def clear_preparing(self, path: str) -> None:
+        """``path`` was read without killing the process: forget its journal entry."""
+        with self._lock:
+            self._db.execute("DELETE FROM preparing WHERE path=?", (path,))
+
+    def take_crashed(self, limit: int) -> list[tuple[str, int]]:
+        """At start-up: every path still marked as being read counts one more crash; those that
+        reached ``limit`` crashes are removed from the journal and returned as (path, crashes)
+        (the caller records them as poison). The others keep their count for the next time."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("UPDATE preparing SET crashes = crashes + 1, active = 0 WHERE active = 1")
+                rows = self._db.execute(
+                    "SELECT path, crashes FROM preparing WHERE crashes >= ?", (limit,)).fetchall()
+                self._db.execute("DELETE FROM preparing WHERE crashes >= ?", (limit,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return [(p, n) for p, n in rows]
+
     def _forget(self, path: str) -> None:
         self._db.execute("DELETE FROM chunks WHERE path=?", (path,))
         self._db.execute("DELETE FROM files WHERE path=?", (path,))
@@ -382,7 +448,8 @@ class Manifest:
                     "VALUES (?,?,?,?,?,?,?,?,?)",
                     (c.id, c.path, c.ord, c.hash, c.start_line, c.end_line, c.start_byte, c.end_byte, c.text))
         self._db.execute(
-            "INSERT OR REPLACE INTO files(path,size,mtime_ns,hash,status,reason,file_type,chunks,indexed_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?)",
-            (u.path, u.size, u.mtime_ns, u.hash, u.status, u.reason, u.file_type, len(u.chunks), now))
+            "INSERT OR REPLACE INTO files(path,size,mtime_ns,hash,status,reason,file_type,chunks,indexed_at,"
+            "kind,extractor) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (u.path, u.size, u.mtime_ns, u.hash, u.status, u.reason, u.file_type, len(u.chunks), now,
+             u.kind, u.extractor))
         self._db.execute("DELETE FROM pending WHERE path=?", (u.path,))

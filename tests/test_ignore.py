@@ -73,3 +73,34 @@ def test_walk_cuts_symlink_loops(tmp_path):
     assert found(tmp_path, IndexConfig(follow_symlinks=True)) == {"d/a.txt"}
     # not following: the link itself is listed, so the indexer can say why it skipped it
     assert found(tmp_path, IndexConfig()) == {"d/a.txt", "d/loop"}
+
+
+def test_deep_tree_scan_is_linear_in_rule_evaluations(tmp_path: Path) -> None:
+    """Issue 11.6: a 200-level-deep folder took 35 s to scan (every entry re-checked every
+    folder above it, re-building each folder's path: quartic work). Now each folder's verdict
+    is cached: one rule evaluation per entry, and the deep ignore files still apply."""
+    from semdexd.config import IndexConfig
+    from semdexd.ignore import IgnoreRules, walk
+
+    root = tmp_path / "deep"
+    root.mkdir()
+    (root / ".gitignore").write_text("*.log\n")
+    folder, depth = root, 150
+    for level in range(depth):
+        folder = folder / f"level{level:03d}"
+        folder.mkdir()
+        (folder / "note.md").write_text("x")
+        (folder / "noise.log").write_text("x")
+    (folder / ".gitignore").write_text("note.md\n")     # the deepest folder drops its note
+    rules = IgnoreRules(root, IndexConfig(folders=(root,)))
+    found = walk(root, rules, follow_symlinks=False)
+    names = sorted(str(p.relative_to(root)) for p, _ in found)
+    notes = [n for n in names if n.endswith("note.md")]
+    assert len(notes) == depth - 1 and len(names) == len(notes) + 2, names[:3]   # + 2 .gitignore
+    # per level: its folder as an entry and as a parent, a note and a log (the old code: ~d²)
+    bound = 4 * depth + 10
+    assert rules.evaluations <= bound, (rules.evaluations, bound)
+    before = rules.evaluations
+    for path, _ in found:          # the indexer re-checks each file: one evaluation each
+        assert not rules.ignored(path, is_dir=False)
+    assert rules.evaluations - before == len(found)

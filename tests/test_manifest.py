@@ -23,7 +23,7 @@ def test_forget_and_problems(tmp_path):
     m = Manifest(tmp_path / "m.sqlite3")
     m.commit_files([FileUpdate("/r/a.bin", 1, 1, "h", "skipped", "skipped: binary"),
                     FileUpdate("/r/b.md", 1, 1, "h", "indexed", chunks=rows("/r/b.md", ["x"]))])
-    assert m.problems() == [{"path": "/r/a.bin", "status": "skipped", "reason": "skipped: binary"}]
+    assert m.problems() == [{"path": "/r/a.bin", "status": "skipped", "reason": "skipped: binary", "kind": "skipped"}]
     m.commit_files([], deleted=["/r/b.md"])
     assert m.chunks_of("/r/b.md") == [] and m.file("/r/b.md") is None
     assert m.lexical('"x"', 10) == []

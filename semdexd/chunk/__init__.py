@@ -1,7 +1,7 @@
 """Chunking: extracted text -> chunks measured in model tokens, cut at structural boundaries,
-stable under edits. Public API: `chunk_text`, `Chunk`, `CHUNKER_VERSION`."""
+stable under edits. Public API: `chunk_text`, `cap_chunks`, `Chunk`, `CHUNKER_VERSION`."""
 
 from semdexd.chunk.assemble import Chunk
-from semdexd.chunk.chunker import CHUNKER_VERSION, chunk_text
+from semdexd.chunk.chunker import CHUNKER_VERSION, cap_chunks, chunk_budget_chars, chunk_text
 
-__all__ = ["CHUNKER_VERSION", "Chunk", "chunk_text"]
+__all__ = ["CHUNKER_VERSION", "Chunk", "cap_chunks", "chunk_budget_chars", "chunk_text"]

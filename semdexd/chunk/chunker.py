@@ -7,6 +7,8 @@ batched call (`assemble`). See `cuts` for why an edit only changes the chunks ar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from semdexd.chunk.assemble import Chunk, TextIndex, spans, verify
 from semdexd.chunk.cuts import segments
 from semdexd.chunk.structure import layout
@@ -36,6 +38,7 @@ def chunk_text(text: str, *, file_type: str, count_tokens: CountTokens, target_t
     """
     if not text.strip():
         return []
+    count_tokens = batched(count_tokens)
     target = max(1, min(target_tokens, max_tokens))
     lines = text.split("\n")
     line_starts = _line_starts(lines)
@@ -52,6 +55,48 @@ def chunk_text(text: str, *, file_type: str, count_tokens: CountTokens, target_t
                   words=prose)
     items = verify(index, items, [u.start for u in units], count_tokens, max_tokens)
     return [index.chunk(span) for span in items]
+
+
+# Characters of text per chunk of the cap worth chunking at most: generous (prose is ~4-5
+# characters per token, code ~3), so the text cut before chunking still fills the chunk cap.
+_CHARS_PER_CAPPED_TOKEN = 8
+
+
+def chunk_budget_chars(cap: int, target_tokens: int) -> int:
+    """Characters of text enough to fill ``cap`` chunks of ``target_tokens``: text beyond this is
+    cut before chunking (chunking 8 MB to keep the first 5000 chunks wastes minutes of CPU)."""
+    return max(1, cap * target_tokens * _CHARS_PER_CAPPED_TOKEN)
+
+
+def cap_chunks(chunks: list[Chunk], cap: int, reason: str = "", cut: bool = False) -> tuple[list[Chunk], str]:
+    """The first ``cap`` chunks, and the file's reason: ``reason`` (an extraction's
+    "truncated: ..." or ``""``), or a "truncated" reason naming the chunk cap when it applied
+    (``cut``: the text was already cut to `chunk_budget_chars` before chunking)."""
+    if len(chunks) <= cap and not cut:
+        return chunks, reason
+    return chunks[:cap], (f"truncated: more than {cap} chunks (max_chunks_per_file); "
+                          f"the first {min(cap, len(chunks))} are indexed")
+
+
+# Characters per call to ``count_tokens``: the tokenizer holds every encoding of a call at once
+# (~100 bytes per token), so one call over a whole multi-megabyte text peaks at hundreds of MB.
+_COUNT_BATCH_CHARS = 256 * 1024
+
+
+def batched(count_tokens: CountTokens) -> CountTokens:
+    """``count_tokens`` called on consecutive slices of at most `_COUNT_BATCH_CHARS` characters."""
+    def count(texts: Sequence[str]) -> list[int]:
+        out: list[int] = []
+        start = size = 0
+        for end, text in enumerate(texts):
+            if size and size + len(text) > _COUNT_BATCH_CHARS:
+                out.extend(count_tokens(texts[start:end]))
+                start, size = end, 0
+            size += len(text)
+        if start < len(texts):
+            out.extend(count_tokens(texts[start:]))
+        return out
+    return count
 
 
 def _line_starts(lines: list[str]) -> list[int]:

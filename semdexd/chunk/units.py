@@ -23,6 +23,10 @@ _SENTENCE_END = re.compile(r"[.!?;:][\"')\]]*\s+")
 _WORD = re.compile(r"\S+")
 _PIECE_SLACK = 0.8       # estimated pieces aim this far below the limit
 _MAX_INDENT = 255
+# A line longer than this many characters is cut into pieces before any token counting, so a
+# multi-megabyte single line never reaches the tokenizer (or a regex) whole. Far above any
+# real line's share of a chunk, so ordinary text is unaffected.
+MAX_LINE_CHARS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +61,38 @@ def make_units(text: str, line_starts: list[int], strengths: list[int],
             continue
         start = line_starts[index]
         end = line_starts[index + 1] - 1 if index + 1 < len(line_starts) else len(text)
-        spans.append(_Span(start, start + len(text[start:end].rstrip()), strength))
+        spans.extend(_long_line(text, _Span(start, _rstrip_end(text, start, end), strength)))
     counts = count_tokens([text[s.start:s.end] for s in spans] + [""])
     overhead = counts[-1]
     spans = [_Span(s.start, s.end, s.strength, max(0, n - overhead)) for s, n in zip(spans, counts)]
     for splitter in (_sentences, _words, _characters):
         spans = _refine(text, spans, splitter, count_tokens, overhead, piece_limit)
     return [_unit(text, s) for s in spans], overhead
+
+
+def _rstrip_end(text: str, start: int, end: int) -> int:
+    """``end`` moved back over trailing white space (without copying a long line)."""
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return end
+
+
+def _long_line(text: str, span: _Span) -> list[_Span]:
+    """``span`` itself, or for a line above `MAX_LINE_CHARS` pieces of at most that size, each
+    ending after the last white space of its window when there is one (a word is not split)."""
+    if span.end - span.start <= MAX_LINE_CHARS:
+        return [span]
+    bounds: list[tuple[int, int]] = []
+    start = span.start
+    while span.end - start > MAX_LINE_CHARS:
+        limit = start + MAX_LINE_CHARS
+        space = max(text.rfind(" ", start + MAX_LINE_CHARS // 2, limit),
+                    text.rfind("\t", start + MAX_LINE_CHARS // 2, limit))
+        cut = space + 1 if space > start else limit
+        bounds.append((start, cut))
+        start = cut
+    bounds.append((start, span.end))
+    return _pieces(span, bounds, CONTINUATION)
 
 
 def _unit(text: str, span: _Span) -> Unit:

@@ -8,4 +8,8 @@ from semdexd.extract.extractor import extract
 from semdexd.extract.filetypes import PROSE_TYPES, file_type
 from semdexd.extract.result import Extraction
 
-__all__ = ["Extraction", "PROSE_TYPES", "extract", "file_type"]
+# Bump when extraction may now give text (or other text) where it gave a skip or failure before:
+# files skipped or failed by an older version are read again after an upgrade.
+EXTRACTOR_VERSION = "2"
+
+__all__ = ["EXTRACTOR_VERSION", "PROSE_TYPES", "Extraction", "extract", "file_type"]

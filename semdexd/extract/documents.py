@@ -1,45 +1,80 @@
-"""PDF (pypdf) and DOCX (python-docx) -> text. The libraries are imported only when used.
+"""PDF (pypdf) and DOCX (streamed XML, see `docx`) -> text, bounded in memory and output.
 
-Each function returns a `DocText`: ``text`` or a ``reason`` (``"failed: PDF is encrypted"``).
-Corrupt documents give a short reason, never a traceback.
+Each function returns a `DocText`: ``text`` (with a ``"truncated: ..."`` reason when the text cap
+was reached), or only a ``reason`` (``"failed: PDF is encrypted"``). Corrupt documents give a
+short reason, never a traceback. The libraries are imported only when used.
 """
 
 from __future__ import annotations
 
 import io
-import re
-from dataclasses import dataclass
 from typing import Any
 
+from semdexd.extract import docx
 from semdexd.extract.decode import normalize_newlines
 from semdexd.extract.filetypes import OLE_SIGNATURE
+from semdexd.extract.result import DocText, short_error, truncated_reason
 
-_HEADING_STYLE = re.compile(r"^Heading ([1-6])$")
+# Pages read at most: past this the rest of a PDF is left out (pypdf keeps every page it has
+# read in memory, ~15 KB each, and a 20,000-page file costs minutes).
+MAX_PDF_PAGES = 5000
+# pypdf's own limits, tightened for the duration of one extraction (a context variable, not a
+# global): parsing one content stream costs ~165 bytes per operation, so pypdf's default budget
+# of 2M operations peaked at 390 MB on a 100 KB file; 500k (far above a dense text page's
+# ~20k) bounds a page to ~85 MB. A page over a limit is left out, not the whole file.
+_PYPDF_PARSE_WORK = 500_000
+_PYPDF_INFLATE_BYTES = 32_000_000
 
 
-@dataclass(frozen=True)
-class DocText:
-    """``text`` of a document, or ``reason`` (``"skipped: ..."`` / ``"failed: ..."``)."""
-
-    text: str = ""
-    reason: str = ""
-
-
-def pdf_text(data: bytes) -> DocText:
-    """Page texts joined by a blank line; encrypted or text-less PDFs give a reason instead."""
+def pdf_text(data: bytes, max_chars: int) -> DocText:
+    """Page texts joined by a blank line, stopping at ``max_chars`` characters or `MAX_PDF_PAGES`
+    pages; encrypted or text-less PDFs give a reason instead."""
     try:
-        from pypdf import PdfReader
+        from pypdf import PdfReader, apply_configuration
 
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not _decrypt_without_password(reader):
-            return DocText(reason="failed: PDF is encrypted")
-        pages = [_page_text(page) for page in reader.pages]
+        with apply_configuration(stream_parsing_work_maximum_count=_PYPDF_PARSE_WORK,
+                                 zlib_maximum_output_length=_PYPDF_INFLATE_BYTES):
+            reader = PdfReader(io.BytesIO(data))
+            if reader.is_encrypted and not _decrypt_without_password(reader):
+                return DocText(reason="failed: PDF is encrypted")
+            pages, note = _pages(reader, max_chars)
     except Exception as exc:  # pypdf raises many types on damaged files
-        return DocText(reason=f"failed: PDF could not be read ({_short(exc)})")
-    text = "\n\n".join(page.strip("\n") for page in pages if page.strip())
+        return DocText(reason=f"failed: PDF could not be read ({short_error(exc)})")
+    text = "\n\n".join(pages)
     if not text.strip():
+        if note.startswith("truncated: page"):   # nothing readable but over-limit pages
+            return DocText(reason="failed: PDF " + note.removeprefix("truncated: ").split(";")[0])
         return DocText(reason="skipped: PDF has no text layer (scanned?)")
-    return DocText(text=normalize_newlines(text))
+    if len(text) > max_chars:
+        text, note = text[:max_chars], truncated_reason(max_chars)
+    return DocText(text=normalize_newlines(text), reason=note)
+
+
+def _pages(reader: Any, max_chars: int) -> tuple[list[str], str]:
+    """Non-blank page texts until the caps; the "truncated" reason if one was reached."""
+    from pypdf.errors import LimitReachedError
+
+    pages: list[str] = []
+    total = 0
+    over: list[int] = []          # pages left out: above one of pypdf's limits
+    for number, page in enumerate(reader.pages):
+        if number >= MAX_PDF_PAGES:
+            return pages, (f"truncated: more than {MAX_PDF_PAGES} pages; "
+                           f"the first {MAX_PDF_PAGES} are indexed")
+        try:
+            text = (page.extract_text() or "").strip("\n")
+        except LimitReachedError:
+            over.append(number + 1)
+            continue
+        if text.strip():
+            pages.append(text)
+            total += len(text) + 2
+        if total > max_chars:
+            return pages, truncated_reason(max_chars)
+    if over:
+        return pages, (f"truncated: page(s) {', '.join(map(str, over[:5]))}{'...' if len(over) > 5 else ''} "
+                       f"too large to read (content stream above the safety limits); the other pages are indexed")
+    return pages, ""
 
 
 def _decrypt_without_password(reader: Any) -> bool:
@@ -50,60 +85,11 @@ def _decrypt_without_password(reader: Any) -> bool:
         return False
 
 
-def _page_text(page: Any) -> str:
-    return page.extract_text() or ""
-
-
-def docx_text(data: bytes) -> DocText:
-    """Paragraphs and table rows in document order; headings as ``#`` lines."""
+def docx_text(data: bytes, max_chars: int) -> DocText:
+    """Paragraphs and table rows in document order, headings as ``#`` lines (see `docx`)."""
     if data.startswith(OLE_SIGNATURE):
         return DocText(reason="failed: DOCX is encrypted (password-protected)")
-    try:
-        from docx import Document
-
-        document = Document(io.BytesIO(data))
-        blocks = [_block_text(block) for block in document.iter_inner_content()]
-    except Exception as exc:  # zip, XML and package errors of a damaged file
-        return DocText(reason=f"failed: DOCX could not be read ({_short(exc)})")
-    text = "\n\n".join(block for block in blocks if block.strip())
-    return DocText(text=normalize_newlines(text))
-
-
-def _block_text(block: Any) -> str:
-    if hasattr(block, "rows"):
-        return "\n".join(_row_text(row) for row in block.rows)
-    prefix = _heading_prefix(block)
-    return prefix + block.text if block.text.strip() else ""
-
-
-def _heading_prefix(paragraph: Any) -> str:
-    try:
-        name = paragraph.style.name if paragraph.style is not None else ""
-    except Exception:  # a broken style reference is not worth failing the document
-        return ""
-    if name == "Title":
-        return "# "
-    match = _HEADING_STYLE.match(name or "")
-    return "#" * int(match.group(1)) + " " if match else ""
-
-
-def _row_text(row: Any) -> str:
-    """Cell texts of one row, merged cells once, separated by `` | ``."""
-    seen: list[Any] = []     # the cells' XML elements (lxml compares them by identity)
-    cells: list[str] = []
-    for cell in row.cells:
-        if cell._tc in seen:
-            continue
-        seen.append(cell._tc)
-        text = " ".join(cell.text.split())
-        if text:
-            cells.append(text)
-    return " | ".join(cells)
-
-
-def _short(exc: BaseException) -> str:
-    message = " ".join(str(exc).split())
-    name = type(exc).__name__
-    if not message:
-        return name
-    return f"{name}: {message[:80]}"
+    doc = docx.docx_text(data, max_chars)
+    if doc.reason and not doc.text:
+        return doc
+    return DocText(text=normalize_newlines(doc.text), reason=doc.reason)

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 from semdexd.extract.decode import decode_text
-from semdexd.extract.documents import DocText, docx_text, pdf_text
+from semdexd.extract.documents import docx_text, pdf_text
 from semdexd.extract.filetypes import (
     PDF_SIGNATURE,
     UNSUPPORTED_DOCUMENTS,
@@ -17,18 +17,25 @@ from semdexd.extract.filetypes import (
 )
 from semdexd.extract.html import html_to_text
 from semdexd.extract.reader import probe, read_bytes
-from semdexd.extract.result import Extraction, from_reason, from_text
+from semdexd.extract.result import DocText, Extraction, cap_text, from_reason, from_text
+
+# Default cap of the extracted text (characters) when the caller gives none.
+DEFAULT_MAX_CHARS = 8 << 20
 
 
-def extract(path: Path, *, max_bytes: int) -> Extraction:
+def extract(path: Path, *, max_bytes: int, max_chars: int = DEFAULT_MAX_CHARS) -> Extraction:
     """Read ``path`` once and return its text, or a reason it has none.
+
+    The text is at most ``max_chars`` characters: longer text is cut (at a line break near the
+    cap) and the result, still ``"ok"``, carries a ``"truncated: ..."`` reason. Documents are
+    never expanded whole in memory (DOCX is streamed, PDF read page by page up to the cap).
 
     Never raises and never blocks on a fifo, socket or device. Files larger than ``max_bytes``,
     binary files (by extension, signature or content) and empty files are skipped; unreadable,
     vanished and damaged files fail. ``content_hash`` is set whenever the bytes were read.
     """
     try:
-        return _extract(Path(path), max_bytes)
+        return _extract(Path(path), max_bytes, max(1, max_chars))
     except Exception as exc:  # a last guard: one bad file must never stop the indexer
         return from_reason(f"failed: unexpected {type(exc).__name__}", file_type=_safe_type(path))
 
@@ -40,7 +47,7 @@ def _safe_type(path: Path) -> str:
         return ""
 
 
-def _extract(path: Path, max_bytes: int) -> Extraction:
+def _extract(path: Path, max_bytes: int, max_chars: int) -> Extraction:
     kind = file_type(path)
     if is_binary_extension(path):
         return _refuse_without_reading(path, "skipped: binary", kind)
@@ -52,16 +59,16 @@ def _extract(path: Path, max_bytes: int) -> Extraction:
         return from_reason(read.reason, file_type=kind)
     digest = hashlib.sha256(read.data).hexdigest()
     if kind == "pdf" or read.data.startswith(PDF_SIGNATURE):
-        return _from_document(pdf_text(read.data), digest, "pdf")
+        return _from_document(pdf_text(read.data, max_chars), digest, "pdf")
     if kind == "docx":
-        return _from_document(docx_text(read.data), digest, kind)
+        return _from_document(docx_text(read.data, max_chars), digest, kind)
     if has_binary_signature(read.data):
         return from_reason("skipped: binary", content_hash=digest, file_type=kind)
     decoded = decode_text(read.data)
     if decoded.reason:
         return from_reason(decoded.reason, content_hash=digest, file_type=kind)
     text = html_to_text(decoded.text) if kind == "html" else decoded.text
-    return from_text(text, content_hash=digest, file_type=kind)
+    return _from_document(cap_text(text, max_chars), digest, kind)
 
 
 def _refuse_without_reading(path: Path, reason: str, kind: str) -> Extraction:
@@ -70,6 +77,6 @@ def _refuse_without_reading(path: Path, reason: str, kind: str) -> Extraction:
 
 
 def _from_document(doc: DocText, digest: str, kind: str) -> Extraction:
-    if doc.reason:
+    if doc.reason and not doc.reason.startswith("truncated"):
         return from_reason(doc.reason, content_hash=digest, file_type=kind)
-    return from_text(doc.text, content_hash=digest, file_type=kind)
+    return from_text(doc.text, content_hash=digest, file_type=kind, note=doc.reason)

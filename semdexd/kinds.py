@@ -1,0 +1,55 @@
+"""What became of a file: an explicit kind per manifest row, not a prefix of its reason string.
+
+The manifest keeps the coarse ``status`` (indexed | skipped | failed, what `status` counts) and
+the ``kind`` below, which decides what happens next:
+
+- ``INDEXED`` / ``TRUNCATED`` / ``PARTIAL``: searchable (TRUNCATED: only up to a cap; PARTIAL:
+  some chunks could never be embedded). Redone when the file changes.
+- ``SKIPPED`` (binary, too big, empty, a zip bomb, ...) and ``FAILED`` (damaged, encrypted,
+  unreadable): permanent for this content; redone when the file changes, or when the extractor
+  that decided it is older than the running one (`semdexd.extract.EXTRACTOR_VERSION`).
+- ``POISON``: the daemon died while reading it (twice); never retried by itself, only when the
+  file changes or on ``semdex reindex PATH``.
+
+Transient failures (the embedding pool closed, cannot start) are never recorded: the file keeps
+its previous row and is retried with back-off (see `Indexer`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    INDEXED = "indexed"
+    TRUNCATED = "truncated"
+    PARTIAL = "partial"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    POISON = "poison"
+
+    @property
+    def status(self) -> str:
+        """The coarse status column: indexed | skipped | failed."""
+        if self in (Kind.INDEXED, Kind.TRUNCATED, Kind.PARTIAL):
+            return "indexed"
+        return "skipped" if self is Kind.SKIPPED else "failed"
+
+
+# Reasons of embedding failures that say nothing about the text: retry the file later.
+_TRANSIENT_EMBED = ("pool closed", "cannot start", "timed out", "pool is closing")
+
+
+def is_transient_embed_failure(reason: str) -> bool:
+    """True for an embedding failure caused by the pool's state, not by the text."""
+    return any(words in reason for words in _TRANSIENT_EMBED)
+
+
+# Back-off of transient retries: 5 s, 10 s, 20 s, ... capped at 10 minutes.
+RETRY_FIRST_S = 5.0
+RETRY_MAX_S = 600.0
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before retry number ``attempt`` (1-based) of a transient failure."""
+    return float(min(RETRY_MAX_S, RETRY_FIRST_S * 2.0 ** max(0, attempt - 1)))
