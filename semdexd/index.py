@@ -28,6 +28,7 @@ from semdexd.changes import ChangeQueue
 from semdexd.chunk import chunk_text
 from semdexd.config import Config
 from semdexd.extract import extract
+from semdexd.health import WriteHealth, describe, store_unavailable
 from semdexd.ignore import IgnoreRules, walk
 from semdexd.manifest import ChunkRow, FileUpdate, Manifest
 from semdexd.metrics import Metrics
@@ -37,6 +38,7 @@ log = structlog.get_logger()
 
 GROUP_CHUNKS = 64      # new chunks per embed call: enough to keep every worker busy
 TAKE_FILES = 32        # paths prepared per round
+POLL_S = 0.2           # how often a blocked stage looks at the stop flag
 
 
 class Embedder(Protocol):
@@ -60,11 +62,13 @@ class FileJob:
     failures: list[str] = field(default_factory=list)
 
 
-_STOP = object()
-
-
 class Indexer:
-    """Owns the pipeline threads. `enqueue`/`scan` feed it; `stop(drain=True)` finishes in-flight work."""
+    """Owns the pipeline threads. `enqueue`/`scan` feed it; `stop()` ends them promptly.
+
+    A write the store refuses because it is unavailable (disk full, server down) does not drop or
+    re-embed anything: the writer keeps the group, marks `health` degraded and retries the same
+    write with back-off, while the prepare stage pauses; the first write that succeeds clears it.
+    """
 
     def __init__(self, cfg: Config, manifest: Manifest, store: VectorStore, embedder: Embedder,
                  count_tokens: Callable[[Sequence[str]], list[int]], max_tokens: int,
@@ -79,6 +83,7 @@ class Indexer:
         self.queue = ChangeQueue()
         self.roots: dict[Path, IgnoreRules] = {}
         self.paused = threading.Event()
+        self.health = WriteHealth()
         self._stopping = threading.Event()
         self._embed_q: queue.Queue[Any] = queue.Queue(maxsize=2)
         self._write_q: queue.Queue[Any] = queue.Queue(maxsize=4)
@@ -133,24 +138,52 @@ class Indexer:
             t.start()
             self._threads.append(t)
 
-    def stop(self, timeout: float = 60.0) -> None:
-        """Stop taking new paths; groups already prepared still reach the store; then join.
-        Paths still queued are found again by the next start's reconcile scan."""
+    def request_stop(self) -> None:
+        """Ask every stage to end: the write in progress completes, nothing else is drained."""
+        self._stopping.set()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """`request_stop`, then join the threads (up to ``timeout`` s in all). What was prepared or
+        embedded but not written is dropped: its files are not in the manifest as they are on
+        disk, so the next start's reconcile scan queues them again (chunk ids are deterministic)."""
         self._stopping.set()
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.1, deadline - time.monotonic()))
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if alive:
+            log.warning("indexer_threads_left", threads=alive)
         self._threads.clear()
+        return not alive
 
     def busy(self) -> bool:
         return self.queue.pending() > 0 or self.queue.in_flight() > 0
 
     # ------------------------------------------------------------ stage 1: prepare
 
+    def _put(self, q: queue.Queue[Any], item: Any) -> bool:
+        """Put ``item`` on a bounded stage queue; False (dropped) if stopping first."""
+        while not self._stopping.is_set():
+            try:
+                q.put(item, timeout=POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _get(self, q: queue.Queue[Any]) -> Any:
+        """The next item of a stage queue, or None once stopping."""
+        while not self._stopping.is_set():
+            try:
+                return q.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+        return None
+
     def _prepare_loop(self) -> None:
         while not self._stopping.is_set():
-            if self.paused.is_set():
-                self._stopping.wait(0.2)
+            if self.paused.is_set() or self.health.degraded:
+                self._stopping.wait(POLL_S)
                 continue
             items = self.queue.take(TAKE_FILES, timeout=0.2)
             if not items:
@@ -162,12 +195,11 @@ class Indexer:
                 group.append(job)
                 new_count += len(job.new)
                 if new_count >= GROUP_CHUNKS:
-                    self._embed_q.put(group)
+                    if not self._put(self._embed_q, group):
+                        return
                     group, new_count = [], 0
-            if group:
-                self._embed_q.put(group)
-        self._embed_q.put(_STOP)
-        self._embed_q.put(_STOP)
+            if group and not self._put(self._embed_q, group):
+                return
 
     def _safe_prepare(self, path: str, force: bool) -> FileJob:
         try:
@@ -246,18 +278,17 @@ class Indexer:
     # ------------------------------------------------------------ stage 2: embed
 
     def _embed_loop(self) -> None:
-        while True:
-            group = self._embed_q.get()
-            if group is _STOP:
-                self._write_q.put(_STOP)
-                return
+        while (group := self._get(self._embed_q)) is not None:
             try:
                 self._embed_group(group)
             except Exception:
+                if self._stopping.is_set():
+                    return  # the pool was closed under us: the next start redoes these files
                 log.exception("embed_failed", files=len(group))
                 self._retry_later(group)
                 continue
-            self._write_q.put(group)
+            if self._stopping.is_set() or not self._put(self._write_q, group):
+                return  # embedded while stopping: results may be "pool closed"; never write them
 
     def _embed_group(self, group: list[FileJob]) -> None:
         rows = [r for job in group for r in job.new]
@@ -278,20 +309,31 @@ class Indexer:
     # ------------------------------------------------------------ stage 3: write
 
     def _write_loop(self) -> None:
-        stops = 0
-        while stops < 2:
-            group = self._write_q.get()
-            if group is _STOP:
-                stops += 1
-                continue
+        while (group := self._get(self._write_q)) is not None:
+            self._write_until_done(group)
+
+    def _write_until_done(self, group: list[FileJob]) -> None:
+        """Write ``group``; while the store is unavailable keep it and retry with back-off (the
+        write is idempotent: journalled ids, delete-then-add-missing, manifest last)."""
+        while not self._stopping.is_set():
             try:
                 with self.metrics.stage("write"):
                     self.write(group)
-            except Exception:
-                log.exception("write_failed", files=len(group))
-                self._retry_later(group)
+            except Exception as exc:
+                if not store_unavailable(exc):
+                    log.exception("write_failed", files=len(group))
+                    self._retry_later(group)
+                    return
+                delay = self.health.failed(describe(exc))
+                log.warning("write_degraded", files=len(group), error=f"{type(exc).__name__}: {exc}",
+                            retry_in_s=delay, failures=self.health.snapshot().failures)
+                self._stopping.wait(delay)
                 continue
+            outage = self.health.recovered()
+            if outage is not None:
+                log.info("write_recovered", outage_s=round(outage, 1), files=len(group))
             self.queue.done([job.path for job in group])
+            return
 
     def write(self, group: list[FileJob]) -> None:
         """Store first, manifest last: see the module docstring."""

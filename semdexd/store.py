@@ -12,8 +12,11 @@ from pathlib import PurePosixPath
 from typing import Any, Sequence
 
 import numpy as np
+import structlog
 
 from semdexd.config import Config
+
+log = structlog.get_logger()
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,15 @@ class VectorStore:
         if cfg.store.backend == "http":
             return chromadb.HttpClient(host=cfg.store.host, port=cfg.store.port, settings=settings)
         cfg.paths.chroma_dir.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(cfg.paths.chroma_dir), settings=settings)
+        try:
+            return chromadb.PersistentClient(path=str(cfg.paths.chroma_dir), settings=settings)
+        except Exception:
+            # Chroma caches its system per path, half-built after a failed open (a full disk):
+            # forget it so that the next attempt really opens again.
+            from chromadb.api.client import SharedSystemClient
+
+            SharedSystemClient.clear_system_cache()
+            raise
 
     def drop_collection(self, name: str) -> None:
         if name != self.name:
@@ -107,7 +118,14 @@ class VectorStore:
             offset += page
 
     def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
-        got = self._col.get(ids=list(ids), include=["embeddings"])
+        """Stored vectors of ``ids`` ({} while the store cannot be read: see `query`)."""
+        try:
+            got = self._col.get(ids=list(ids), include=["embeddings"])
+        except Exception as exc:
+            if not _unavailable(exc):
+                raise
+            log.warning("store_read_failed", op="get", error=f"{type(exc).__name__}: {exc}")
+            return {}
         return {i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])}
 
     def exact(self, vector: np.ndarray, ids: Sequence[str], k: int) -> list[Neighbour]:
@@ -123,7 +141,13 @@ class VectorStore:
     def query(self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None,
               ids: Sequence[str] | None = None) -> list[Neighbour]:
         """Nearest ``k`` chunks to ``vector``, optionally restricted by metadata or candidate ids."""
-        total = self.count()
+        try:
+            total = self.count()
+        except Exception as exc:
+            if not _unavailable(exc):
+                raise
+            log.warning("store_read_failed", op="count", error=f"{type(exc).__name__}: {exc}")
+            return []
         if total == 0 or k <= 0:
             return []
         kwargs: dict[str, Any] = {"query_embeddings": np.asarray([vector], dtype=np.float32),
@@ -134,5 +158,19 @@ class VectorStore:
             if not ids:
                 return []
             kwargs["ids"] = list(ids)
-        res = self._col.query(**kwargs)
+        try:
+            res = self._col.query(**kwargs)
+        except Exception as exc:
+            # A full disk can make Chroma's reads fail too (it applies its log to the HNSW index
+            # before a read): searches go on with the lexical list; status says degraded.
+            if not _unavailable(exc):
+                raise
+            log.warning("store_read_failed", op="query", error=f"{type(exc).__name__}: {exc}")
+            return []
         return [Neighbour(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0])]
+
+
+def _unavailable(exc: BaseException) -> bool:
+    from semdexd.health import store_unavailable
+
+    return store_unavailable(exc)

@@ -1,0 +1,203 @@
+"""Degraded operation with the real daemon: a full disk under the data dir, prompt stop, reloads.
+
+* The data dir is a small tmpfs (we are root here and in CI; skipped with the reason where mount
+  fails). The test fills it with a ballast file while files are being indexed, so store/manifest
+  writes hit ENOSPC; status must say ``degraded`` with the reason, searches keep answering, SIGTERM
+  stops it quickly, a restart on the still-full disk retries (never a final ``error``), and once the
+  ballast is gone the index ends exactly as a clean run's (store ids == manifest ids, same files).
+* Stop during a cold index: SIGTERM exits quickly (liveness bound only), and the next start
+  completes the index identical to a clean run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from tests.support import Instance, wait_for
+
+FILES = 16
+HALF = FILES // 2
+
+
+def make_corpus(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    for i in range(FILES):
+        body = "\n\n".join(
+            f"Entry {i}.{j}: a degraded daemon keeps answering searches while the disk is full; "
+            f"paragraph {j} of file {i} is here so that it makes a chunk of its own."
+            for j in range(3))
+        (folder / f"entry{i:02d}.md").write_text(f"# Entry {i}\n\n{body}\n")
+
+
+class Daemon:
+    """`semdexd run` on an instance, its stderr kept in a file."""
+
+    def __init__(self, inst: Instance, log: Path) -> None:
+        self.inst = inst
+        self.cfg = inst.config()
+        with open(log, "ab") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "semdexd.cli", "run", "--config", str(inst.config_file)],
+                env={**os.environ, **inst.env}, stdout=subprocess.DEVNULL, stderr=err)
+
+    def call(self, method: str, **params: Any) -> Any:
+        from client.api import Client
+
+        return Client(socket_path=self.cfg.socket_path, timeout=10).call(method, **params)
+
+    def status(self) -> dict[str, Any] | None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"semdexd exited with {self.proc.returncode}")
+        try:
+            return self.call("status")  # type: ignore[no-any-return]
+        except Exception:
+            return None
+
+    def state(self) -> str | None:
+        st = self.status()
+        return st["state"] if st else None
+
+    def stop(self, bound_s: float = 15.0) -> float:
+        """SIGTERM; the time it took to exit (asserted only as a liveness bound)."""
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(bound_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"semdexd still running {bound_s} s after SIGTERM") from None
+        return time.monotonic() - started
+
+
+def run_to_idle(inst: Instance, log: Path) -> None:
+    d = Daemon(inst, log)
+    wait_for(lambda: d.state() == "idle", timeout=300, what="index to complete")
+    d.stop()
+    assert d.proc.returncode == 0
+
+
+def snapshot(inst: Instance) -> tuple[set[str], set[str], dict[str, str]]:
+    """(manifest chunk ids, store ids, path -> hash), read with no daemon running."""
+    from semdexd.manifest import Manifest
+    from semdexd.store import VectorStore
+
+    cfg = inst.config()
+    db = next((cfg.paths.data_dir / "index").glob("*/manifest.sqlite3"))
+    manifest = Manifest(db)
+    store = VectorStore(cfg, f"{cfg.store.collection}-{db.parent.name}")
+    files = {p: manifest.file(p).hash for p in manifest.all_paths()}  # type: ignore[union-attr]
+    out = (manifest.all_chunk_ids(), store.all_ids(), files)
+    manifest.close()
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("degraded") / "corpus"
+    make_corpus(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory, corpus: Path, model_info: Any) -> Iterator[tuple[set[str], set[str], dict[str, str]]]:
+    tmp = tmp_path_factory.mktemp("clean")
+    inst = Instance(tmp, [corpus])
+    run_to_idle(inst, tmp / "stderr")
+    yield snapshot(inst)
+    inst.cleanup()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 24 MB tmpfs, unmounted after the test."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", str(mnt)],
+                         capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs for the full-disk test (needs root): {res.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Write a ballast file until the file system is full."""
+    ballast = disk / "ballast"
+    with open(ballast, "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * (1 << 16))
+                fh.flush()
+        except OSError:
+            pass
+    return ballast
+
+
+def test_full_disk_degrades_keeps_serving_and_recovers_like_a_clean_run(tmp_path, corpus, clean, small_disk):
+    """Q1+Q2 indexed; Q3 arrives on a full disk: degraded, searches answer, space returns, it
+    resumes by itself; Q4 arrives on a full disk again: SIGTERM (prompt), restart while still
+    full (degraded, retrying, never error), space returns: the index equals a clean run's."""
+    held = tmp_path / "held"
+    held.mkdir()
+    files = sorted(corpus.iterdir())
+    q3, q4 = files[HALF:HALF + HALF // 2], files[HALF + HALF // 2:]
+    inst = Instance(tmp_path / "inst", [corpus], paths={"data_dir": str(small_disk / "semdex")})
+    log = tmp_path / "stderr"
+    try:
+        for p in q3 + q4:
+            p.rename(held / p.name)
+        d = Daemon(inst, log)
+        wait_for(lambda: d.state() == "idle", timeout=300, what="the first half indexed")
+
+        ballast = fill(small_disk)
+        arrive(q3, held)
+        st = wait_for(lambda: (s := d.status()) and s["state"] == "degraded" and s, timeout=60,
+                      what="state degraded")
+        assert "store write failed" in st["degraded"]["reason"], st["degraded"]
+        assert st["degraded"]["pending_files"] > 0
+        hits = d.call("search", query="degraded daemon keeps answering", limit=5)["hits"]
+        assert hits, "searches must be answered from what is indexed"
+        freed = time.monotonic()
+        ballast.unlink()
+        wait_for(lambda: d.state() == "idle", timeout=120, what="indexing resumed after the disk freed")
+        resumed_s = time.monotonic() - freed
+
+        ballast = fill(small_disk)
+        arrive(q4, held)
+        wait_for(lambda: d.state() == "degraded", timeout=60, what="degraded again")
+        took = d.stop()  # SIGTERM while degraded: prompt
+        d = Daemon(inst, log)  # a restart on the still-full disk retries; never a final error
+        wait_for(lambda: d.state() in ("degraded", "error"), timeout=120, what="restart on a full disk")
+        assert d.state() == "degraded", d.status()
+        freed = time.monotonic()
+        ballast.unlink()
+        wait_for(lambda: d.state() == "idle", timeout=120, what="recovery after the disk freed")
+        restarted_s = time.monotonic() - freed
+        d.stop()
+        print(f"resumed {resumed_s:.1f}s after the disk freed; stop while degraded {took:.1f}s; "
+              f"after a restart on the full disk: idle {restarted_s:.1f}s after it freed")
+        chunk_ids, store_ids, files_now = snapshot(inst)
+        want_ids, _, want_files = clean
+        assert files_now == want_files
+        assert chunk_ids == want_ids
+        assert store_ids == chunk_ids, (len(store_ids - chunk_ids), len(chunk_ids - store_ids))
+    finally:
+        for p in held.iterdir():
+            p.rename(corpus / p.name)
+        inst.cleanup()
+
+
+def arrive(paths: list[Path], held: Path) -> None:
+    for p in paths:
+        (held / p.name).rename(p)
