@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -201,3 +203,85 @@ def test_full_disk_degrades_keeps_serving_and_recovers_like_a_clean_run(tmp_path
 def arrive(paths: list[Path], held: Path) -> None:
     for p in paths:
         (held / p.name).rename(p)
+
+
+class ChromaServer:
+    """A real `chroma run` on 127.0.0.1 (a free port), its data in ``path``."""
+
+    def __init__(self, path: Path, log: Path) -> None:
+        self.path, self.log = path, log
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        sock.close()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> float:
+        """Start it; return how long it took to answer its heartbeat."""
+        exe = Path(sys.executable).parent / "chroma"
+        if not exe.exists():
+            pytest.skip("the chroma CLI is not installed beside the interpreter")
+        started = time.monotonic()
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([str(exe), "run", "--path", str(self.path), "--host", "127.0.0.1",
+                                          "--port", str(self.port)], stdout=out, stderr=subprocess.STDOUT,
+                                         env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
+        wait_for(self.answers, timeout=60, what="chroma run to answer")
+        return time.monotonic() - started
+
+    def answers(self) -> bool:
+        assert self.proc is not None and self.proc.poll() is None, self.log.read_text()[-2000:]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v2/heartbeat", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def test_chroma_server_killed_and_restarted_mid_index(tmp_path, corpus, clean):
+    """``[store] backend = "http"`` against a real `chroma run`: the daemon starts before the
+    server (degraded, retrying its open); then the server is killed -9 while new files arrive: the
+    daemon reports degraded, keeps answering searches, resumes when the server is back, and ends
+    with the clean run's index."""
+    held = tmp_path / "held"
+    held.mkdir()
+    second = sorted(corpus.iterdir())[HALF:]
+    server = ChromaServer(tmp_path / "chroma", tmp_path / "chroma.log")
+    inst = Instance(tmp_path / "inst", [corpus],
+                    store={"backend": "http", "host": "127.0.0.1", "port": server.port})
+    log = tmp_path / "stderr"
+    try:
+        for p in second:
+            p.rename(held / p.name)
+        d = Daemon(inst, log)
+        st = wait_for(lambda: (s := d.status()) and s["state"] in ("degraded", "error") and s, timeout=120,
+                      what="degraded while the server is not up")
+        assert st["state"] == "degraded" and "Chroma server" in st["degraded"]["reason"], st
+        up_s = server.start()
+        wait_for(lambda: d.state() == "idle", timeout=300, what="the first half indexed over http")
+        server.kill()
+        arrive(second, held)
+        st = wait_for(lambda: (s := d.status()) and s["state"] == "degraded" and s, timeout=60,
+                      what="state degraded with the server down")
+        assert "store write failed" in st["degraded"]["reason"], st["degraded"]
+        assert d.call("search", query="degraded daemon keeps answering", limit=5)["hits"]
+        back = time.monotonic()
+        server.start()
+        wait_for(lambda: d.state() == "idle", timeout=120, what="indexing resumed with the server back")
+        print(f"chroma run answered in {up_s:.1f}s; idle {time.monotonic() - back:.1f}s after restarting it")
+        d.stop()
+        chunk_ids, store_ids, files_now = snapshot(inst)
+        want_ids, _, want_files = clean
+        assert files_now == want_files
+        assert chunk_ids == want_ids
+        assert store_ids == chunk_ids, (len(store_ids - chunk_ids), len(chunk_ids - store_ids))
+    finally:
+        for p in held.iterdir():
+            p.rename(corpus / p.name)
+        server.kill()
+        inst.cleanup()
