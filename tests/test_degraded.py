@@ -45,10 +45,14 @@ class Daemon:
     def __init__(self, inst: Instance, log: Path) -> None:
         self.inst = inst
         self.cfg = inst.config()
+        self.log = log
         with open(log, "ab") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "semdexd.cli", "run", "--config", str(inst.config_file)],
                 env={**os.environ, **inst.env}, stdout=subprocess.DEVNULL, stderr=err)
+
+    def logged(self, event: str) -> bool:
+        return f'"event": "{event}"' in self.log.read_text(errors="replace")
 
     def call(self, method: str, **params: Any) -> Any:
         from client.api import Client
@@ -284,4 +288,36 @@ def test_chroma_server_killed_and_restarted_mid_index(tmp_path, corpus, clean):
         for p in held.iterdir():
             p.rename(corpus / p.name)
         server.kill()
+        inst.cleanup()
+
+
+def test_sighup_with_changed_chunk_settings_keeps_the_live_index(tmp_path, corpus, clean):
+    """A reload that changes ``[chunk]`` during the initial index must not re-key the running
+    index (it used to: the live index folder was then removed as 'old' once indexing finished);
+    the change is reported as needing a restart and the index ends as a clean run's."""
+    inst = Instance(tmp_path / "inst", [corpus])
+    d = Daemon(inst, tmp_path / "stderr")
+    try:
+        wait_for(lambda: d.state() in ("indexing", "idle"), timeout=300, what="the store opened")
+        d.call("pause")
+        index_root = inst.config().paths.data_dir / "index"
+        live = {p.name for p in index_root.iterdir()}
+        with open(inst.config_file, "a") as fh:
+            fh.write("[chunk]\ntarget_tokens = 64\noverlap_tokens = 8\n")
+        d.proc.send_signal(signal.SIGHUP)
+        st = wait_for(lambda: (s := d.status()) and s.get("restart_needed") and s, timeout=30,
+                      what="the reload to be noted")
+        assert "chunk" in st["restart_needed"]
+        d.call("resume")
+        wait_for(lambda: d.state() == "idle", timeout=300, what="index to complete")
+        wait_for(lambda: d.logged("initial_index_done"), timeout=30, what="the initial index's clean-up")
+        assert {p.name for p in index_root.iterdir()} == live
+        assert d.call("search", query="degraded daemon keeps answering", limit=3)["hits"]
+        d.stop()
+        chunk_ids, store_ids, files_now = snapshot(inst)
+        want_ids, _, want_files = clean
+        assert files_now == want_files and chunk_ids == want_ids and store_ids == chunk_ids
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()
         inst.cleanup()
