@@ -57,6 +57,7 @@ class Service:
         self.open_error: str | None = None    # why opening the store is being retried (degraded)
         self._key: str | None = None          # the running index's key, fixed when it was opened
         self.restart_needed: str | None = None  # a reload changed what only a restart applies
+        self.previous: Any = None             # the index served while a rebuild catches up
         self._ready = threading.Event()
         self._scanned = threading.Event()
         self._stopping = threading.Event()
@@ -129,13 +130,16 @@ class Service:
             except Exception:
                 log.warning("close_failed", part=name)
             setattr(self, name, None)
-        self.store = self.searcher = None
+        if self.previous is not None:
+            self.previous.close()
+        self.store = self.searcher = self.previous = None
 
     def _open(self) -> None:
         from semdexd.embed.model import TokenCounter, prepare_model
         from semdexd.embed.pool import EmbedPool
         from semdexd.index import Indexer
         from semdexd.manifest import Manifest
+        from semdexd.previous import META_COMPLETE, find_previous, record_model
         from semdexd.search import Searcher
         from semdexd.store import VectorStore
         from semdexd.watch import Watcher
@@ -145,16 +149,20 @@ class Service:
             raise RuntimeError("stopped while starting")
         key = self._key = self.index_key()
         self.manifest = Manifest(self.cfg.paths.data_dir / "index" / key / "manifest.sqlite3")
+        record_model(self.manifest, self.info)
         self.store = VectorStore(self.cfg, f"{self.cfg.store.collection}-{key}")
         self.pool = EmbedPool(self.cfg, self.info)
         self.pool.start()
+        if self.manifest.get_meta(META_COMPLETE) != "1":
+            self.previous = find_previous(self.cfg, key, self.info, self.pool)
         counter = TokenCounter(self.info)
         self.indexer = Indexer(self.cfg, self.manifest, self.store, self.pool, counter.count,
                                self.info.max_tokens, self.metrics)
         clean = self.manifest.get_meta("clean_shutdown") == "1"
         self.indexer.recover(full_check=not clean)
         self.manifest.set_meta("clean_shutdown", "0")
-        self.searcher = Searcher(self.manifest, self.store, self.pool)
+        self.searcher = Searcher(self.manifest, self.store, self.pool) if self.previous is None else \
+            Searcher(self.previous.manifest, self.previous.store, self.previous.embedder)
         self.indexer.start()
         self.watcher = Watcher(self.indexer, self.cfg.index.reconcile_interval_s)
         self.watcher.start()
@@ -178,6 +186,7 @@ class Service:
             return
         log.info("initial_index_done", s=round(time.time() - self._started_at, 1), **self.manifest.counts())
         self._log_profile()
+        self._complete_rebuild()
         key = self._key
         root = self.cfg.paths.data_dir / "index"
         for old in root.iterdir() if root.is_dir() else []:
@@ -188,6 +197,21 @@ class Service:
                     log.warning("old_collection_drop_failed", index=old.name)
                 shutil.rmtree(old, ignore_errors=True)
                 log.info("old_index_removed", index=old.name)
+
+    def _complete_rebuild(self) -> None:
+        """The new index has caught up: mark it complete and serve it (no more previous)."""
+        from semdexd.previous import META_COMPLETE
+        from semdexd.search import Searcher
+
+        try:
+            self.manifest.set_meta(META_COMPLETE, "1")
+        except Exception as exc:  # a full disk: it is marked at a later start
+            log.warning("complete_not_recorded", error=f"{type(exc).__name__}: {exc}")
+        previous, self.previous = self.previous, None
+        if previous is not None:
+            self.searcher = Searcher(self.manifest, self.store, self.pool)
+            previous.close()
+            log.info("serving_new_index", index=self._key, previous=previous.key)
 
     def stop(self, drain: bool = True) -> None:
         """Stop promptly: the store write in progress completes, nothing prepared or embedded is
@@ -206,6 +230,8 @@ class Service:
             clean = self.indexer.stop(timeout=STOP_JOIN_S) and not self.indexer.health.degraded
         if self.manifest:
             self._mark_shutdown(clean)
+        if self.previous is not None:
+            self.previous.close()
         self._log_profile()
         log.info("stopped", clean=clean)
 
@@ -295,6 +321,14 @@ class Service:
         out["pending_files"] = (self.indexer.queue.pending() + self.indexer.queue.in_flight()) if self.indexer else 0
         return out
 
+    def serving(self) -> dict[str, Any]:
+        """Which index answers searches: the running one, or the previous one while a model or
+        chunker change is being rebuilt (``{"index": key, "previous": bool, "model": id}``)."""
+        if self.previous is not None:
+            return {"index": self.previous.key, "previous": True, "model": self.previous.model_id,
+                    "building": self._key}
+        return {"index": self._key, "previous": False, "model": self.info.model_id if self.info else None}
+
     def state(self) -> str:
         if self.error:
             return "error"
@@ -314,7 +348,8 @@ class Service:
                                "uptime_s": round(time.time() - self._started_at, 1),
                                "files_indexed": 0, "files_failed": 0, "files_skipped": 0,
                                "files_queued": 0, "files_total": 0, "chunks": 0, "failures": []}
-        out.update(degraded=self.health(), restart_needed=self.restart_needed)
+        out.update(degraded=self.health(), restart_needed=self.restart_needed,
+                   serving=self.serving())
         if not self._ready.is_set():
             return out
         counts = self.manifest.counts()

@@ -88,6 +88,7 @@ class Daemon:
 def run_to_idle(inst: Instance, log: Path) -> None:
     d = Daemon(inst, log)
     wait_for(lambda: d.state() == "idle", timeout=300, what="index to complete")
+    wait_for(lambda: d.logged("initial_index_done"), timeout=30, what="the initial index marked complete")
     d.stop()
     assert d.proc.returncode == 0
 
@@ -141,11 +142,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def fill(disk: Path) -> Path:
     """Write a ballast file until the file system is full."""
     ballast = disk / "ballast"
-    with open(ballast, "wb") as fh:
+    with open(ballast, "wb", buffering=0) as fh:
         try:
             while True:
                 fh.write(b"\0" * (1 << 16))
-                fh.flush()
         except OSError:
             pass
     return ballast
@@ -362,4 +362,44 @@ def test_sigterm_during_a_cold_index_stops_quickly_and_the_next_start_completes(
         assert got[0] == want[0]
         assert got[1] == got[0]
     finally:
+        inst.cleanup()
+
+
+def test_previous_index_answers_until_the_rebuild_for_a_new_model_completes(tmp_path, corpus):
+    """A model change (float32 -> int8: another model id, so another index) builds the new index
+    beside the old; until it is complete, searches are answered from the old index with the old
+    model's query encoder; then the new one serves and the old is removed. The Service's boot
+    steps are driven by hand (open, then scan) so that 'before the rebuild completes' is certain."""
+    from dataclasses import replace
+
+    from semdexd.service import Service
+
+    inst = Instance(tmp_path / "inst", [corpus], model={"compute_type": "float32"})
+    run_to_idle(inst, tmp_path / "stderr")
+    index_root = inst.config().paths.data_dir / "index"
+    (old_key,) = [p.name for p in index_root.iterdir()]
+    cfg = inst.config()
+    svc = Service(replace(cfg, model=replace(cfg.model, compute_type="int8")))
+    try:
+        svc._open()  # the new index is open and empty; nothing queued yet
+        serving = svc.serving()
+        assert serving["previous"] and serving["index"] == old_key and serving["building"] != old_key
+        assert svc.manifest.counts()["indexed"] == 0
+        text = next(iter(svc.previous.manifest.chunks_of(str(sorted(corpus.iterdir())[3])))).text
+        vec = svc.previous.embedder.embed([text], kind="passage")[0]
+        best = svc.previous.store.query(vec, 1)[0]
+        assert best.score > 0.999, "the old index must be queried with the old model's vectors"
+        from semdexd.search import SearchRequest
+
+        assert svc.searcher.search(SearchRequest(query="degraded daemon keeps answering")), \
+            "searches during the rebuild are answered from the previous index"
+        svc._scanned.set()
+        svc.indexer.scan()
+        svc._after_initial_index()
+        assert not svc.serving()["previous"] and svc.previous is None
+        assert [p.name for p in index_root.iterdir()] == [svc.serving()["index"]]
+        assert svc.manifest.counts()["indexed"] == len(list(corpus.iterdir()))
+        assert svc.searcher.search(SearchRequest(query="degraded daemon keeps answering"))
+    finally:
+        svc.stop()
         inst.cleanup()
