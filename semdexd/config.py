@@ -138,6 +138,8 @@ class ServerConfig:
 
     socket: Path | None = None          # None = $XDG_RUNTIME_DIR/semdex/semdexd.sock
     max_request_bytes: int = 1 << 20
+    stop_timeout_s: float = 45.0        # a stop taking longer is forced (stacks dumped, exit 1)
+    freeze_exit_s: float = 180.0        # no Python runs this long (a hung native call): exit 1
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,8 @@ def _validate(cfg: Config) -> Config:
         (cfg.index.debounce_ms >= 0, "[index] debounce_ms must be >= 0"),
         (cfg.store.backend in ("persistent", "http"), "[store] backend must be 'persistent' or 'http'"),
         (cfg.server.max_request_bytes >= 1024, "[server] max_request_bytes must be >= 1024"),
+        (cfg.server.stop_timeout_s > 0, "[server] stop_timeout_s must be > 0"),
+        (cfg.server.freeze_exit_s >= 10, "[server] freeze_exit_s must be >= 10"),
     ]
     for ok, message in checks:
         if not ok:

@@ -7,10 +7,10 @@
   socket and pidfile. SIGHUP: reload the config; a bad new config is logged and ignored.
   A second SIGTERM/SIGINT while draining exits at once (status 1).
   Hard exits that need no Python thread to run (faulthandler's C watchdog, so they work even if
-  a native call never returns or holds the GIL): a stop that takes longer than `STOP_DEADLINE_S`
-  dumps every thread's stack to stderr and exits 1 (within the unit's TimeoutStopSec = 90 s);
-  a main thread that gets no GIL for `FREEZE_S` (the process is frozen) does the same, so the
-  service manager restarts it. SIGUSR1 dumps every thread's stack (diagnosis of a hang).
+  a native call never returns or holds the GIL): a stop that takes longer than
+  ``[server] stop_timeout_s`` dumps every thread's stack to stderr and exits 1 (within the unit's
+  TimeoutStopSec = 90 s); a main thread that gets no GIL for ``freeze_exit_s`` (the process is
+  frozen) does the same, so the service manager restarts it. SIGUSR1 dumps every stack.
 * `start_background`: fork, daemonise with python-daemon (JSON logs to ``cfg.paths.logfile``,
   raw stderr/faulthandler to ``semdexd.stderr`` beside it), and return once the socket answers
   ``version`` -- or raise `StartFailed` with the log lines that say why.
@@ -36,8 +36,6 @@ from semdexd.protocol import call_json
 
 ReadyCallback = Callable[[int], None]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-STOP_DEADLINE_S = 45.0     # a stop taking longer is forced (systemd's TimeoutStopSec is 90)
-FREEZE_S = 180.0           # main thread starved of the GIL this long: frozen, exit for a restart
 WATCH_TICK_S = 5.0         # how often the main thread re-arms the freeze watchdog
 
 
@@ -209,7 +207,7 @@ def serve(cfg: Config, reload_config: Callable[[], Config], log: Any,
             _wait_for_stop(inbox, service, cfg, reload_config, log)
             inbox.force_exit_on_repeat(log)
         finally:
-            faulthandler.dump_traceback_later(STOP_DEADLINE_S, exit=True)  # the stop's hard deadline
+            faulthandler.dump_traceback_later(cfg.server.stop_timeout_s, exit=True)  # hard deadline
             server.stop_accepting()
             _stop_service(service, log)
             server.close()
@@ -224,16 +222,18 @@ def _enable_stack_dumps() -> None:
     faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
-def _arm_freeze_watchdog() -> None:
-    """(Re)arm the C-level watchdog: if the main thread cannot run Python for `FREEZE_S`, dump
-    the stacks and exit 1."""
-    faulthandler.dump_traceback_later(FREEZE_S, exit=True)
+def _freeze_watchdog(cfg: Config) -> Callable[[], None]:
+    """What re-arms the C-level watchdog: if the main thread cannot run Python for
+    ``freeze_exit_s``, the stacks are dumped and the process exits 1."""
+    def arm() -> None:
+        faulthandler.dump_traceback_later(cfg.server.freeze_exit_s, exit=True)
+    return arm
 
 
 def _wait_for_stop(inbox: SignalInbox, service: Any, cfg: Config,
                    reload_config: Callable[[], Config], log: Any) -> None:
     while True:
-        sig = inbox.wait(tick=_arm_freeze_watchdog)
+        sig = inbox.wait(tick=_freeze_watchdog(cfg), tick_s=min(WATCH_TICK_S, cfg.server.freeze_exit_s / 4))
         if sig == signal.SIGHUP:
             log.info("signal", signal="SIGHUP", action="reload")
             _reload(service, cfg, reload_config, log)

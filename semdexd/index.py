@@ -91,6 +91,9 @@ class Indexer:
         # Test-only fault injection: "STAGE:N" makes the process die abruptly at the N-th time
         # it reaches STAGE (after_delete | after_add), to prove the write order is crash-safe.
         self._crash_at = os.environ.get("SEMDEX_TEST_CRASH_AT", "")
+        # "STAGE:N" instead hangs there inside a native call that holds the GIL and never returns
+        # (as a stuck store write would), to prove the daemon still exits by itself.
+        self._hang_at = os.environ.get("SEMDEX_TEST_HANG_AT", "")
         self._stage_hits: dict[str, int] = {}
         self.set_folders(cfg.index.folders)
 
@@ -368,12 +371,19 @@ class Indexer:
         self.metrics.count("files_written", len(updates) + len(deleted))
 
     def _crash_point(self, stage: str) -> None:
-        if not self._crash_at:
+        if not (self._crash_at or self._hang_at):
             return
         self._stage_hits[stage] = self._stage_hits.get(stage, 0) + 1
         if self._crash_at == f"{stage}:{self._stage_hits[stage]}":
             log.warning("test_crash_injected", stage=stage)
             os._exit(137)
+        if self._hang_at == f"{stage}:{self._stage_hits[stage]}":
+            import ctypes
+
+            log.warning("test_hang_injected", stage=stage)
+            libc = ctypes.PyDLL(None)  # PyDLL: the GIL stays held during the call
+            while True:
+                libc.sleep(3600)
 
     @staticmethod
     def _final_update(job: FileJob) -> FileUpdate:

@@ -403,3 +403,30 @@ def test_previous_index_answers_until_the_rebuild_for_a_new_model_completes(tmp_
     finally:
         svc.stop()
         inst.cleanup()
+
+
+def test_a_write_stuck_in_native_code_holding_the_gil_still_ends_the_process(tmp_path, corpus, clean):
+    """A store write that never returns while holding the GIL (simulated: libc sleep called through
+    ctypes.PyDLL inside the write) freezes every Python thread, so no signal handler can run. The
+    C-level watchdog (``freeze_exit_s``) still dumps the stacks and exits 1; SIGTERM sent meanwhile
+    does not wait forever; the next start completes the index as a clean run."""
+    inst = Instance(tmp_path / "inst", [corpus], server={"freeze_exit_s": 10, "stop_timeout_s": 5})
+    log = tmp_path / "stderr"
+    env = {"SEMDEX_TEST_HANG_AT": "after_add:1"}
+    with open(log, "ab") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "semdexd.cli", "run", "--config", str(inst.config_file)],
+                                env={**os.environ, **inst.env, **env}, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        wait_for(lambda: "test_hang_injected" in log.read_text(errors="replace"), timeout=300, what="the hang")
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(60)  # freeze_exit_s (10 s) + one watchdog tick; a liveness bound only
+        assert rc == 1, rc
+        assert "Thread" in log.read_text(errors="replace"), "the watchdog dumps every thread's stack"
+        run_to_idle(inst, log)
+        chunk_ids, store_ids, files_now = snapshot(inst)
+        want_ids, _, want_files = clean
+        assert files_now == want_files and chunk_ids == want_ids and store_ids == chunk_ids
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        inst.cleanup()
