@@ -7,6 +7,11 @@ Queues between stages are bounded, so preparing the next files overlaps embeddin
 ones without running ahead. Write order per group: journal the new ids, delete stale ids, add
 the missing new ones to the store, then commit the manifest (last). A crash anywhere leaves a
 state the start-up recovery (`recover`) and the reconcile scan turn into the clean result.
+
+Stopping is prompt: every stage waits on its queue with a short timeout and looks at the stop
+flag; the write in progress completes, prepared or embedded groups are dropped (redone by the next
+start's reconcile). A write the store refuses for now (disk full, server down: `semdexd.health`)
+is kept and retried with back-off while the prepare stage pauses (state ``degraded``).
 """
 
 from __future__ import annotations
@@ -148,7 +153,8 @@ class Indexer:
     def stop(self, timeout: float = 10.0) -> bool:
         """`request_stop`, then join the threads (up to ``timeout`` s in all). What was prepared or
         embedded but not written is dropped: its files are not in the manifest as they are on
-        disk, so the next start's reconcile scan queues them again (chunk ids are deterministic)."""
+        disk, so the next start's reconcile scan queues them again (chunk ids are deterministic).
+        True if every thread ended (no write left running)."""
         self._stopping.set()
         deadline = time.monotonic() + timeout
         for t in self._threads:

@@ -83,8 +83,9 @@ def find_previous(cfg: Config, current_key: str, info: ModelInfo, pool: Any) -> 
     candidates = [p for p in root.iterdir() if p.name != current_key and (p / "manifest.sqlite3").is_file()] \
         if root.is_dir() else []
     for folder in sorted(candidates, key=lambda p: (p / "manifest.sqlite3").stat().st_mtime, reverse=True):
-        manifest = Manifest(folder / "manifest.sqlite3")
+        manifest = None
         try:
+            manifest = Manifest(folder / "manifest.sqlite3")
             old = _usable_model(manifest)
             if old is None:
                 manifest.close()
@@ -93,7 +94,8 @@ def find_previous(cfg: Config, current_key: str, info: ModelInfo, pool: Any) -> 
             store = VectorStore(cfg, f"{cfg.store.collection}-{folder.name}")
         except Exception as exc:  # noqa: BLE001 - an unusable previous index is simply not served
             log.warning("previous_index_unusable", index=folder.name, error=f"{type(exc).__name__}: {exc}")
-            manifest.close()
+            if manifest is not None:
+                manifest.close()
             continue
         log.info("serving_previous_index", index=folder.name, model=old.model_id, building=current_key)
         return PreviousIndex(folder.name, manifest, store, embedder, old.model_id)
