@@ -282,6 +282,7 @@ class Service:
         from dataclasses import replace
 
         changed = [name for name in INDEX_SHAPE if getattr(new, name) != getattr(self.cfg, name)]
+        self.restart_needed = None
         if changed:
             self.restart_needed = (f"changed [{'], ['.join(changed)}] applies at the next restart "
                                    "(it shapes the index; a reload keeps the running one)")
@@ -314,11 +315,12 @@ class Service:
         searches keep being answered from what is indexed."""
         from semdexd.health import HealthSnapshot
 
-        snap = self.indexer.health.snapshot() if self.indexer else HealthSnapshot(False, None, None, 0, None)
+        indexer = self.indexer  # read once: a retried open may reset it meanwhile
+        snap = indexer.health.snapshot() if indexer else HealthSnapshot(False, None, None, 0, None)
         out = snap.as_dict()
         if self.open_error and not self._ready.is_set():
             out.update(degraded=True, reason=self.open_error)
-        out["pending_files"] = (self.indexer.queue.pending() + self.indexer.queue.in_flight()) if self.indexer else 0
+        out["pending_files"] = (indexer.queue.pending() + indexer.queue.in_flight()) if indexer else 0
         return out
 
     def serving(self) -> dict[str, Any]:
