@@ -57,7 +57,7 @@ class VectorStore:
             return
         self._col.modify(configuration={"hnsw": {"ef_search": cfg.store.hnsw_ef_search}})
         if cfg.store.backend != "http":
-            from chromadb.api.client import SharedSystemClient
+            from chromadb.api.shared_system_client import SharedSystemClient
 
             SharedSystemClient.clear_system_cache()
             self._client = self._open_client(cfg)
@@ -77,7 +77,7 @@ class VectorStore:
         except Exception:
             # Chroma caches its system per path, half-built after a failed open (a full disk):
             # forget it so that the next attempt really opens again.
-            from chromadb.api.client import SharedSystemClient
+            from chromadb.api.shared_system_client import SharedSystemClient
 
             SharedSystemClient.clear_system_cache()
             raise
@@ -87,7 +87,7 @@ class VectorStore:
             self._client.delete_collection(name)
 
     def count(self) -> int:
-        return self._col.count()
+        return int(self._col.count())
 
     def add(self, ids: Sequence[str], vectors: np.ndarray, metadatas: Sequence[dict[str, Any]]) -> None:
         """Add new ids (never rewrites existing ones: callers add only what is missing)."""
