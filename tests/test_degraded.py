@@ -430,3 +430,16 @@ def test_a_write_stuck_in_native_code_holding_the_gil_still_ends_the_process(tmp
         if proc.poll() is None:
             proc.kill()
         inst.cleanup()
+
+
+def test_status_view_shows_why_it_is_degraded():
+    from client.status_view import render
+
+    status = {"state": "degraded", "version": "x", "files_indexed": 3, "files_queued": 2,
+              "degraded": {"degraded": True, "reason": "store write failed: OperationalError: database or disk is full",
+                           "pending_files": 2, "retry_in_s": 4.0, "failures": 3, "since": 0.0},
+              "serving": {"previous": True, "model": "old-model", "index": "a", "building": "b"},
+              "restart_needed": "changed [chunk] applies at the next restart"}
+    text = render(status, color=False)
+    assert "degraded: store write failed" in text and "2 files pending" in text
+    assert "previous index (old-model)" in text and "restart needed: changed [chunk]" in text
