@@ -139,7 +139,7 @@ class ServerConfig:
     socket: Path | None = None          # None = $XDG_RUNTIME_DIR/semdex/semdexd.sock
     max_request_bytes: int = 1 << 20
     stop_timeout_s: float = 45.0        # a stop taking longer is forced (stacks dumped, exit 1)
-    freeze_exit_s: float = 180.0        # no Python runs this long (a hung native call): exit 1
+    freeze_exit_s: float = 60.0         # no Python runs this long (a hung native call): exit 1
 
 
 @dataclass(frozen=True)
