@@ -65,7 +65,7 @@ def progress(status: dict[str, Any]) -> tuple[int, int]:
 
 def _state(status: dict[str, Any], color: bool) -> str:
     state = str(status.get("state", "?"))
-    code = {"idle": GREEN, "error": RED, "paused": YELLOW}.get(state, BOLD)
+    code = {"idle": GREEN, "error": RED, "paused": YELLOW, "degraded": YELLOW}.get(state, BOLD)
     return paint(state, code, color)
 
 
@@ -139,10 +139,29 @@ def render(status: dict[str, Any], *, color: bool, eta: float | None = None, pro
         lines.append(paint("paused: resume with `semdex resume`", YELLOW, color))
     if status.get("error"):
         lines.append(paint(f"error: {status['error']}", RED, color))
+    lines += _degraded(status, color)
     cache = status.get("cache")
     lines += _workers(status.get("pool")) + (_pairs("cache", cache) if isinstance(cache, dict) else [])
     lines += _stages(status.get("stages")) + _problems(status, problems)
     return "\n".join(lines)
+
+
+def _degraded(status: dict[str, Any], color: bool) -> list[str]:
+    """Why indexing is held (a failing store write, retried by itself), what is pending, and what
+    waits for a restart or a rebuild."""
+    out = []
+    health = status.get("degraded")
+    if isinstance(health, dict) and health.get("degraded"):
+        retry = health.get("retry_in_s")
+        when = f"; retrying in {fmt_duration(float(retry))}" if isinstance(retry, (int, float)) else ""
+        out.append(paint(f"degraded: {health.get('reason')} ({int(health.get('pending_files') or 0):,} files "
+                         f"pending{when}); searches answer from what is indexed", YELLOW, color))
+    serving = status.get("serving")
+    if isinstance(serving, dict) and serving.get("previous"):
+        out.append(f"rebuilding: searches use the previous index ({serving.get('model')}) until the new one is complete")
+    if status.get("restart_needed"):
+        out.append(paint(f"restart needed: {status['restart_needed']}", YELLOW, color))
+    return out
 
 
 def summary_line(status: dict[str, Any], eta: float | None) -> str:

@@ -153,6 +153,8 @@ class ServerConfig:
     max_connections: int = 64           # when full, the longest-idle connection makes room
     request_timeout_s: float = 5.0      # to send a whole request (also the first, after connecting)
     idle_timeout_s: float = 600.0       # between requests; subscribers exempt; 0 = never
+    stop_timeout_s: float = 45.0        # a stop taking longer is forced (stacks dumped, exit 1)
+    freeze_exit_s: float = 60.0         # no Python runs this long (a hung native call): exit 1
 
 
 @dataclass(frozen=True)
@@ -288,6 +290,8 @@ def _validate(cfg: Config) -> Config:
         (cfg.server.max_connections >= 2, "[server] max_connections must be >= 2"),
         (cfg.server.request_timeout_s > 0, "[server] request_timeout_s must be > 0"),
         (cfg.server.idle_timeout_s >= 0, "[server] idle_timeout_s must be >= 0 (0 = never)"),
+        (cfg.server.stop_timeout_s > 0, "[server] stop_timeout_s must be > 0"),
+        (cfg.server.freeze_exit_s >= 10, "[server] freeze_exit_s must be >= 10"),
     ]
     for ok, message in checks:
         if not ok:

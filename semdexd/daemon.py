@@ -6,6 +6,11 @@
   wait for signals. SIGTERM/SIGINT: stop accepting, ``service.stop(drain=True)``, close, remove
   socket and pidfile. SIGHUP: reload the config; a bad new config is logged and ignored.
   A second SIGTERM/SIGINT while draining exits at once (status 1).
+  Hard exits that need no Python thread to run (faulthandler's C watchdog, so they work even if
+  a native call never returns or holds the GIL): a stop that takes longer than
+  ``[server] stop_timeout_s`` dumps every thread's stack to stderr and exits 1 (within the unit's
+  TimeoutStopSec = 90 s); a main thread that gets no GIL for ``freeze_exit_s`` (the process is
+  frozen) does the same, so the service manager restarts it. SIGUSR1 dumps every stack.
 * `start_background`: fork, daemonise with python-daemon (JSON logs to ``cfg.paths.logfile``,
   raw stderr/faulthandler to ``semdexd.stderr`` beside it), and return once the socket answers
   ``version`` -- or raise `StartFailed` with the log lines that say why.
@@ -14,6 +19,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import fcntl
 import json
 import os
@@ -31,6 +37,7 @@ from semdexd.protocol import call_json
 
 ReadyCallback = Callable[[int], None]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+WATCH_TICK_S = 5.0         # how often the main thread re-arms the freeze watchdog
 
 
 class AlreadyRunning(RuntimeError):
@@ -132,10 +139,13 @@ class SignalInbox:
     def _note(signum: int, frame: object) -> None:
         """Python-level no-op: the C handler already wrote ``signum`` to the wake-up socket."""
 
-    def wait(self) -> int:
-        """Block until a signal arrives; return its number."""
+    def wait(self, tick: Callable[[], None] | None = None, tick_s: float = WATCH_TICK_S) -> int:
+        """Block until a signal arrives; return its number. ``tick`` runs every ``tick_s``."""
         while True:
-            select.select([self._r], [], [])
+            if tick is not None:
+                tick()
+            if not select.select([self._r], [], [], tick_s if tick is not None else None)[0]:
+                continue
             data = self._r.recv(1)
             if data:
                 return data[0]
@@ -189,6 +199,7 @@ def serve(cfg: Config, reload_config: Callable[[], Config], log: Any,
     from semdexd.service import Service
 
     secure_paths((cfg.paths.data_dir, cfg.paths.state_dir), log)  # 0700/0600, see semdexd.private
+    _enable_stack_dumps()
     with SignalInbox() as inbox, Pidfile(cfg.paths.pidfile):
         service = Service(cfg)
         log.info("starting", pid=os.getpid(), folders=[str(f) for f in cfg.index.folders])
@@ -204,16 +215,33 @@ def serve(cfg: Config, reload_config: Callable[[], Config], log: Any,
             _wait_for_stop(inbox, service, cfg, reload_config, log)
             inbox.force_exit_on_repeat(log)
         finally:
+            faulthandler.dump_traceback_later(cfg.server.stop_timeout_s, exit=True)  # hard deadline
             server.stop_accepting()
             _stop_service(service, log)
             server.close()
+    faulthandler.cancel_dump_traceback_later()
     log.info("stopped")
+
+
+def _enable_stack_dumps() -> None:
+    """SIGUSR1 dumps every thread's stack to stderr (works while the process is frozen)."""
+    if not faulthandler.is_enabled():
+        faulthandler.enable()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+def _freeze_watchdog(cfg: Config) -> Callable[[], None]:
+    """What re-arms the C-level watchdog: if the main thread cannot run Python for
+    ``freeze_exit_s``, the stacks are dumped and the process exits 1."""
+    def arm() -> None:
+        faulthandler.dump_traceback_later(cfg.server.freeze_exit_s, exit=True)
+    return arm
 
 
 def _wait_for_stop(inbox: SignalInbox, service: Any, cfg: Config,
                    reload_config: Callable[[], Config], log: Any) -> None:
     while True:
-        sig = inbox.wait()
+        sig = inbox.wait(tick=_freeze_watchdog(cfg), tick_s=min(WATCH_TICK_S, cfg.server.freeze_exit_s / 4))
         if sig == signal.SIGHUP:
             log.info("signal", signal="SIGHUP", action="reload")
             _reload(service, cfg, reload_config, log)

@@ -7,6 +7,11 @@ Queues between stages are bounded, so preparing the next files overlaps embeddin
 ones without running ahead. Write order per group: journal the new ids, delete stale ids, add
 the missing new ones to the store, then commit the manifest (last). A crash anywhere leaves a
 state the start-up recovery (`recover`) and the reconcile scan turn into the clean result.
+
+Stopping is prompt: every stage waits on its queue with a short timeout and looks at the stop
+flag; the write in progress completes, prepared or embedded groups are dropped (redone by the next
+start's reconcile). A write the store refuses for now (disk full, server down: `semdexd.health`)
+is kept and retried with back-off while the prepare stage pauses (state ``degraded``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from semdexd.chunk import cap_chunks, chunk_budget_chars, chunk_text
 from semdexd.config import Config
 from semdexd.extract import EXTRACTOR_VERSION, extract
 from semdexd.extract.result import cap_text
+from semdexd.health import WriteHealth, describe, store_unavailable
 from semdexd.ignore import IgnoreRules, walk
 from semdexd.kinds import Kind, is_transient_embed_failure, retry_delay
 from semdexd.manifest import ChunkRow, FileUpdate, Manifest
@@ -42,6 +48,7 @@ TAKE_FILES = 32        # paths prepared per round
 # A file the daemon died reading this many times (in a row, across restarts) is poison. Not 1:
 # a kill -9 or an unrelated crash during a big file's read must not blacklist that file.
 POISON_AFTER_CRASHES = 2
+POLL_S = 0.2           # how often a blocked stage looks at the stop flag
 
 
 class Embedder(Protocol):
@@ -66,11 +73,13 @@ class FileJob:
     transient: str = ""                  # an embedding failure of the pool, not the text: retry
 
 
-_STOP = object()
-
-
 class Indexer:
-    """Owns the pipeline threads. `enqueue`/`scan` feed it; `stop(drain=True)` finishes in-flight work."""
+    """Owns the pipeline threads. `enqueue`/`scan` feed it; `stop()` ends them promptly.
+
+    A write the store refuses because it is unavailable (disk full, server down) does not drop or
+    re-embed anything: the writer keeps the group, marks `health` degraded and retries the same
+    write with back-off, while the prepare stage pauses; the first write that succeeds clears it.
+    """
 
     def __init__(self, cfg: Config, manifest: Manifest, store: VectorStore, embedder: Embedder,
                  count_tokens: Callable[[Sequence[str]], list[int]], max_tokens: int,
@@ -85,6 +94,7 @@ class Indexer:
         self.queue = ChangeQueue()
         self.roots: dict[Path, IgnoreRules] = {}
         self.paused = threading.Event()
+        self.health = WriteHealth()
         self._stopping = threading.Event()
         self._embed_q: queue.Queue[Any] = queue.Queue(maxsize=2)
         self._write_q: queue.Queue[Any] = queue.Queue(maxsize=4)
@@ -93,6 +103,9 @@ class Indexer:
         # it reaches STAGE (after_delete | after_add | prepare), to prove the write order is
         # crash-safe; "prepare@NAME" when it starts reading a file named NAME (poison).
         self._crash_at = os.environ.get("SEMDEX_TEST_CRASH_AT", "")
+        # "STAGE:N" instead hangs there inside a native call that holds the GIL and never returns
+        # (as a stuck store write would), to prove the daemon still exits by itself.
+        self._hang_at = os.environ.get("SEMDEX_TEST_HANG_AT", "")
         self._stage_hits: dict[str, int] = {}
         self._attempts: dict[str, int] = {}    # transient failures in a row, per path
         self.set_folders(cfg.index.folders)
@@ -143,24 +156,53 @@ class Indexer:
             t.start()
             self._threads.append(t)
 
-    def stop(self, timeout: float = 60.0) -> None:
-        """Stop taking new paths; groups already prepared still reach the store; then join.
-        Paths still queued are found again by the next start's reconcile scan."""
+    def request_stop(self) -> None:
+        """Ask every stage to end: the write in progress completes, nothing else is drained."""
+        self._stopping.set()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """`request_stop`, then join the threads (up to ``timeout`` s in all). What was prepared or
+        embedded but not written is dropped: its files are not in the manifest as they are on
+        disk, so the next start's reconcile scan queues them again (chunk ids are deterministic).
+        True if every thread ended (no write left running)."""
         self._stopping.set()
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.1, deadline - time.monotonic()))
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if alive:
+            log.warning("indexer_threads_left", threads=alive)
         self._threads.clear()
+        return not alive
 
     def busy(self) -> bool:
         return self.queue.pending() > 0 or self.queue.in_flight() > 0
 
     # ------------------------------------------------------------ stage 1: prepare
 
+    def _put(self, q: queue.Queue[Any], item: Any) -> bool:
+        """Put ``item`` on a bounded stage queue; False (dropped) if stopping first."""
+        while not self._stopping.is_set():
+            try:
+                q.put(item, timeout=POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _get(self, q: queue.Queue[Any]) -> Any:
+        """The next item of a stage queue, or None once stopping."""
+        while not self._stopping.is_set():
+            try:
+                return q.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+        return None
+
     def _prepare_loop(self) -> None:
         while not self._stopping.is_set():
-            if self.paused.is_set():
-                self._stopping.wait(0.2)
+            if self.paused.is_set() or self.health.degraded:
+                self._stopping.wait(POLL_S)
                 continue
             items = self.queue.take(TAKE_FILES, timeout=0.2)
             if not items:
@@ -172,12 +214,11 @@ class Indexer:
                 group.append(job)
                 new_count += len(job.new)
                 if new_count >= GROUP_CHUNKS:
-                    self._embed_q.put(group)
+                    if not self._put(self._embed_q, group):
+                        return
                     group, new_count = [], 0
-            if group:
-                self._embed_q.put(group)
-        self._embed_q.put(_STOP)
-        self._embed_q.put(_STOP)
+            if group and not self._put(self._embed_q, group):
+                return
 
     def _safe_prepare(self, path: str, force: bool) -> FileJob:
         try:
@@ -294,23 +335,23 @@ class Indexer:
     # ------------------------------------------------------------ stage 2: embed
 
     def _embed_loop(self) -> None:
-        while True:
-            group = self._embed_q.get()
-            if group is _STOP:
-                self._write_q.put(_STOP)
-                return
+        while (group := self._get(self._embed_q)) is not None:
             try:
                 self._embed_group(group)
             except Exception:
+                if self._stopping.is_set():
+                    return  # the pool was closed under us: the next start redoes these files
                 log.exception("embed_failed", files=len(group))
                 self._retry_later(group)
                 continue
+            if self._stopping.is_set():
+                return  # embedded while stopping: results may be "pool closed"; never write them
             retry = [job for job in group if job.transient]
             if retry:
                 self._retry_later(retry)
                 group = [job for job in group if not job.transient]
-            if group:
-                self._write_q.put(group)
+            if group and not self._put(self._write_q, group):
+                return
 
     def _embed_group(self, group: list[FileJob]) -> None:
         rows = [r for job in group for r in job.new]
@@ -334,22 +375,33 @@ class Indexer:
     # ------------------------------------------------------------ stage 3: write
 
     def _write_loop(self) -> None:
-        stops = 0
-        while stops < 2:
-            group = self._write_q.get()
-            if group is _STOP:
-                stops += 1
-                continue
+        while (group := self._get(self._write_q)) is not None:
+            self._write_until_done(group)
+
+    def _write_until_done(self, group: list[FileJob]) -> None:
+        """Write ``group``; while the store is unavailable keep it and retry with back-off (the
+        write is idempotent: journalled ids, delete-then-add-missing, manifest last)."""
+        while not self._stopping.is_set():
             try:
                 with self.metrics.stage("write"):
                     self.write(group)
-            except Exception:
-                log.exception("write_failed", files=len(group))
-                self._retry_later(group)
+            except Exception as exc:
+                if not store_unavailable(exc):
+                    log.exception("write_failed", files=len(group))
+                    self._retry_later(group)
+                    return
+                delay = self.health.failed(describe(exc))
+                log.warning("write_degraded", files=len(group), error=f"{type(exc).__name__}: {exc}",
+                            retry_in_s=delay, failures=self.health.snapshot().failures)
+                self._stopping.wait(delay)
                 continue
             for job in group:
                 self._attempts.pop(job.path, None)
+            outage = self.health.recovered()
+            if outage is not None:
+                log.info("write_recovered", outage_s=round(outage, 1), files=len(group))
             self.queue.done([job.path for job in group])
+            return
 
     def write(self, group: list[FileJob]) -> None:
         """Store first, manifest last: see the module docstring."""
@@ -384,12 +436,19 @@ class Indexer:
         self.metrics.count("files_written", len(updates) + len(deleted))
 
     def _crash_point(self, stage: str, name: str = "") -> None:
-        if not self._crash_at:
+        if not (self._crash_at or self._hang_at):
             return
         self._stage_hits[stage] = self._stage_hits.get(stage, 0) + 1
         if self._crash_at in (f"{stage}:{self._stage_hits[stage]}", f"{stage}@{name}"):
             log.warning("test_crash_injected", stage=stage)
             os._exit(137)
+        if self._hang_at == f"{stage}:{self._stage_hits[stage]}":
+            import ctypes
+
+            log.warning("test_hang_injected", stage=stage)
+            libc = ctypes.PyDLL(None)  # PyDLL: the GIL stays held during the call
+            while True:
+                libc.sleep(3600)
 
     @staticmethod
     def _final_update(job: FileJob) -> FileUpdate:

@@ -385,7 +385,8 @@ class Manifest:
                     self._replace(u, now)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite may have rolled back already (disk full)
+                    self._db.execute("ROLLBACK")
                 raise
 
     # ------------------------------------------------------------ failures: reread, poison

@@ -12,9 +12,12 @@ from pathlib import PurePosixPath
 from typing import Any, Sequence
 
 import numpy as np
+import structlog
 
 from semdexd.config import Config
 from semdexd.private import private_dir
+
+log = structlog.get_logger()
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class VectorStore:
             return
         self._col.modify(configuration={"hnsw": {"ef_search": cfg.store.hnsw_ef_search}})
         if cfg.store.backend != "http":
-            from chromadb.api.client import SharedSystemClient
+            from chromadb.api.shared_system_client import SharedSystemClient
 
             SharedSystemClient.clear_system_cache()
             self._client = self._open_client(cfg)
@@ -70,14 +73,22 @@ class VectorStore:
         if cfg.store.backend == "http":
             return chromadb.HttpClient(host=cfg.store.host, port=cfg.store.port, settings=settings)
         private_dir(cfg.paths.chroma_dir)  # its files follow the umask (0o077 under semdexd run/start)
-        return chromadb.PersistentClient(path=str(cfg.paths.chroma_dir), settings=settings)
+        try:
+            return chromadb.PersistentClient(path=str(cfg.paths.chroma_dir), settings=settings)
+        except Exception:
+            # Chroma caches its system per path, half-built after a failed open (a full disk):
+            # forget it so that the next attempt really opens again.
+            from chromadb.api.shared_system_client import SharedSystemClient
+
+            SharedSystemClient.clear_system_cache()
+            raise
 
     def drop_collection(self, name: str) -> None:
         if name != self.name:
             self._client.delete_collection(name)
 
     def count(self) -> int:
-        return self._col.count()
+        return int(self._col.count())
 
     def add(self, ids: Sequence[str], vectors: np.ndarray, metadatas: Sequence[dict[str, Any]]) -> None:
         """Add new ids (never rewrites existing ones: callers add only what is missing)."""
@@ -108,7 +119,14 @@ class VectorStore:
             offset += page
 
     def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
-        got = self._col.get(ids=list(ids), include=["embeddings"])
+        """Stored vectors of ``ids`` ({} while the store cannot be read: see `query`)."""
+        try:
+            got = self._col.get(ids=list(ids), include=["embeddings"])
+        except Exception as exc:
+            if not _unavailable(exc):
+                raise
+            log.warning("store_read_failed", op="get", error=f"{type(exc).__name__}: {exc}")
+            return {}
         return {i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])}
 
     def exact(self, vector: np.ndarray, ids: Sequence[str], k: int) -> list[Neighbour]:
@@ -124,7 +142,13 @@ class VectorStore:
     def query(self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None,
               ids: Sequence[str] | None = None) -> list[Neighbour]:
         """Nearest ``k`` chunks to ``vector``, optionally restricted by metadata or candidate ids."""
-        total = self.count()
+        try:
+            total = self.count()
+        except Exception as exc:
+            if not _unavailable(exc):
+                raise
+            log.warning("store_read_failed", op="count", error=f"{type(exc).__name__}: {exc}")
+            return []
         if total == 0 or k <= 0:
             return []
         kwargs: dict[str, Any] = {"query_embeddings": np.asarray([vector], dtype=np.float32),
@@ -135,6 +159,20 @@ class VectorStore:
             if not ids:
                 return []
             kwargs["ids"] = list(ids)
-        res = self._col.query(**kwargs)
+        try:
+            res = self._col.query(**kwargs)
+        except Exception as exc:
+            # A full disk can make Chroma's reads fail too (it applies its log to the HNSW index
+            # before a read): searches go on with the lexical list; status says degraded.
+            if not _unavailable(exc):
+                raise
+            log.warning("store_read_failed", op="query", error=f"{type(exc).__name__}: {exc}")
+            return []
         got = [Neighbour(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0])]
         return sorted(got, key=lambda n: (-n.score, n.id))  # ties: by chunk id, not insertion order
+
+
+def _unavailable(exc: BaseException) -> bool:
+    from semdexd.health import store_unavailable
+
+    return store_unavailable(exc)

@@ -67,6 +67,9 @@ class Api:
         svc = self.svc
         deadline = time.monotonic() + READY_WAIT_S
         while not svc.error and not svc.ready.wait(READY_POLL_S):
+            if getattr(svc, "open_error", None):
+                raise ApiError("unavailable", f"the index cannot be opened yet ({svc.open_error}); "
+                               "semdexd retries by itself: see semdex status")
             if time.monotonic() > deadline:
                 raise ApiError("unavailable", "the daemon is still starting (model loading); try again")
         if svc.error:
