@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 FOLDER ?= $(CURDIR)/docs
 QUERY ?= what happens if the process is killed while writing
 
-.PHONY: setup run test stop clean
+.PHONY: setup run test lint stop clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,7 +28,11 @@ run: setup
 	$(BIN)/semdex search "$(QUERY)" -n 5
 	@echo "The daemon keeps running and watching $(FOLDER). Search: $(BIN)/semdex search QUERY   Stop: $(BIN)/semdexd stop"
 
-test: setup
+lint: $(STAMP)
+	$(BIN)/ruff check
+	$(BIN)/mypy
+
+test: setup lint
 	$(BIN)/python -m pytest -q
 
 stop:

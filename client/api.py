@@ -92,7 +92,7 @@ class Client:
         try:
             sock.sendall(self._encode(self._msgid, method, params))
             error, result = self._read_reply(sock)
-        except socket.timeout:
+        except TimeoutError:
             self.close()
             raise TransportError(f"no reply from semdexd within {self.timeout:.0f} s ({method})") from None
         except (BrokenPipeError, ConnectionResetError):
@@ -113,7 +113,7 @@ class Client:
         self._buf.clear()
         self._unpacker = None
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:

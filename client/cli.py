@@ -14,8 +14,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from client.api import Client, ClientError, DaemonNotRunning, RemoteError
 

@@ -27,9 +27,10 @@ import select
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
 from semdexd.config import Config, ConfigError
 from semdexd.private import private_dir, secure_paths
@@ -104,7 +105,7 @@ class Pidfile:
         os.close(self._fd)
         self._fd = None
 
-    def __enter__(self) -> "Pidfile":
+    def __enter__(self) -> Pidfile:
         self.acquire()
         return self
 
@@ -128,7 +129,7 @@ class SignalInbox:
         self._old: dict[int, Any] = {}
         self._old_fd = -1
 
-    def __enter__(self) -> "SignalInbox":
+    def __enter__(self) -> SignalInbox:
         self._w.setblocking(False)
         self._old_fd = signal.set_wakeup_fd(self._w.fileno(), warn_on_full_buffer=False)
         for sig in self.SIGNALS:

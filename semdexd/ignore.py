@@ -180,7 +180,7 @@ def watch_points(root: Path, rules: IgnoreRules) -> list[tuple[Path, bool]]:
     return points
 
 
-def walk(root: Path, rules: IgnoreRules, follow_symlinks: bool) -> "list[tuple[Path, os.stat_result | None]]":
+def walk(root: Path, rules: IgnoreRules, follow_symlinks: bool) -> list[tuple[Path, os.stat_result | None]]:
     """Every candidate file below ``root`` with its lstat (folders pruned by the rules).
 
     Symlinks are returned (stat None means "look closer") so that the indexer can record why it

@@ -16,9 +16,9 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from semdexd.private import private_file
 
@@ -121,7 +121,7 @@ class Filter:
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled(pattern: str) -> "re.Pattern[str]":
+def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
@@ -284,7 +284,7 @@ class Manifest:
                 "ORDER BY indexed_at DESC LIMIT ?", (limit,)).fetchall()
         return [{"path": p, "status": s, "reason": r, "kind": k or s} for p, s, r, k in rows]
 
-    def lexical(self, match: str, limit: int, where: "Filter | None" = None) -> list[tuple[str, float]]:
+    def lexical(self, match: str, limit: int, where: Filter | None = None) -> list[tuple[str, float]]:
         """FTS5 BM25 search: [(chunk id, score)] best first; score is -bm25 (higher is better).
 
         Equal scores are ordered by chunk id (never by row id, which depends on insertion order),
@@ -301,7 +301,7 @@ class Manifest:
             except sqlite3.OperationalError:
                 return []
 
-    def ids_passing(self, ids: Sequence[str], where: "Filter") -> set[str]:
+    def ids_passing(self, ids: Sequence[str], where: Filter) -> set[str]:
         """Those of ``ids`` whose chunk passes ``where``."""
         cond, args = where.sql()
         out: set[str] = set()
@@ -314,7 +314,7 @@ class Manifest:
                     [*part, *args]))
         return out
 
-    def chunk_ids_where(self, where: "Filter", limit: int) -> list[str] | None:
+    def chunk_ids_where(self, where: Filter, limit: int) -> list[str] | None:
         """Ids of chunks passing ``where``, or None when more than ``limit`` do (filter not selective)."""
         cond, args = where.sql()
         with self._lock:
@@ -323,7 +323,7 @@ class Manifest:
                 [*args, limit + 1]).fetchall()
         return None if len(rows) > limit else [r[0] for r in rows]
 
-    def any_file(self, where: "Filter") -> bool:
+    def any_file(self, where: Filter) -> bool:
         """Whether at least one indexed file passes ``where``."""
         cond, args = where.sql()
         with self._lock:

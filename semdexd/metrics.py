@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any
 
 STAGES = ("scan", "extract", "chunk", "embed", "write")
 
@@ -35,7 +36,7 @@ class Metrics:
         with self._lock:
             self._counters[name] += n
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self) -> dict[str, Any]:
         """{"stages": {name: {"s", "calls", "share_pct"}}, "counters": {...}} (JSON-able)."""
         with self._lock:
             total = sum(self._seconds.values()) or 1.0

@@ -13,7 +13,8 @@ import os
 import shutil
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -233,10 +234,10 @@ class Service:
         if os.environ.get("PROFILE", "").lower() not in ("1", "true", "yes"):
             return
         snap = self.metrics.snapshot()
-        for stage, figures in snap["stages"].items():  # type: ignore[union-attr]
+        for stage, figures in snap["stages"].items():
             avg_ms = round(1000 * figures["s"] / figures["calls"], 1) if figures["calls"] else 0.0
             log.info("profile_stage", stage=stage, time_pct=figures["share_pct"], total_s=figures["s"], avg_ms=avg_ms)
-        log.info("profile_counters", **snap["counters"])  # type: ignore[arg-type]
+        log.info("profile_counters", **snap["counters"])
 
     def reload(self, cfg: Config) -> None:
         """Apply a new config (SIGHUP): added folders are indexed, removed ones purged.
@@ -354,7 +355,7 @@ class Service:
                    files_skipped=counts["skipped"], files_queued=queued, files_total=done + queued,
                    chunks=counts["chunks"], failures=self.manifest.problems(),
                    model=self.info.model_id, pool=self.pool.stats(), **snap)
-        out["eta_s"] = self._eta(queued, int(snap["counters"].get("files_written", 0)))  # type: ignore[union-attr]
+        out["eta_s"] = self._eta(queued, int(snap["counters"].get("files_written", 0)))
         return out
 
     def _eta(self, queued: int, written: int) -> float | None:

@@ -7,9 +7,10 @@ embedding function is ever attached (on create *and* on get), so nothing reaches
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import structlog

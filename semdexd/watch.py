@@ -9,8 +9,8 @@ rescan; a periodic light reconcile catches whatever the OS dropped (inotify limi
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler

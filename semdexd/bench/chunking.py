@@ -16,8 +16,9 @@ import statistics
 import sysconfig
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from semdexd.config import Config
 

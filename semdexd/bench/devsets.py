@@ -154,7 +154,7 @@ def doc_corpus_and_items() -> tuple[dict[str, str], list[Item]]:
                 blanked[i] = ""
         files[name] = "\n".join(blanked)
         mine = []
-        for n, (first, last, title) in enumerate(found):
+        for n, (_first, last, title) in enumerate(found):
             end = found[n + 1][0] - 1 if n + 1 < len(found) else len(lines) - 1
             section = [ln for ln in lines[last + 1:end + 1] if ln.strip()]
             query = _clean_title(title)

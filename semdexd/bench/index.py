@@ -54,7 +54,7 @@ def _edit_files(svc: Any, corpus: Path, count: int) -> tuple[list[float], list[i
         start = time.perf_counter()
         p.write_text("\n".join(lines), encoding="utf-8")
 
-        def searchable() -> bool:
+        def searchable(path: str = path, p: Path = p) -> bool:
             row = svc.manifest.file(path)
             return row is not None and row.mtime_ns == p.stat().st_mtime_ns and svc.state() == "idle"
 

@@ -107,7 +107,7 @@ def _restrict(found: Candidates, mode: str) -> dict[str, Any]:
 
 def ranked(a: Asked, mode: str, t: scoring.Tuning, legacy: bool = False, limit: int = 10) -> list[tuple[list[Any], float]]:
     """(chunk group, score) in answer order for ``a`` in ``mode``."""
-    from semdexd.search import SearchRequest, request_filter
+    from semdexd.search import SearchRequest
     from semdexd.search.searcher import ordered_groups
 
     rows = _restrict(a.found, mode)

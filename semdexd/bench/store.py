@@ -97,7 +97,7 @@ def measure_size(vectors: np.ndarray, queries: np.ndarray, work: Path) -> dict[s
     col = client.create_collection("bench", embedding_function=None,
                                    configuration={"hnsw": {"space": "cosine", "ef_search": 100}})
     ids = [f"c{i}" for i in range(len(vectors))]
-    metas = [{"dirs": ancestors(f"/home/u/notes/f{i % FOLDERS:03d}/file{i}.md")} for i in range(len(vectors))]
+    metas: list[Any] = [{"dirs": ancestors(f"/home/u/notes/f{i % FOLDERS:03d}/file{i}.md")} for i in range(len(vectors))]
     start = time.perf_counter()
     for s in range(0, len(ids), 5000):
         col.add(ids=ids[s:s + 5000], embeddings=vectors[s:s + 5000], metadatas=metas[s:s + 5000])
@@ -123,7 +123,7 @@ def measure_size(vectors: np.ndarray, queries: np.ndarray, work: Path) -> dict[s
 
 def _reopen(work: Path) -> Any:
     import chromadb
-    from chromadb.api.client import SharedSystemClient
+    from chromadb.api.shared_system_client import SharedSystemClient
     from chromadb.config import Settings
 
     SharedSystemClient.clear_system_cache()

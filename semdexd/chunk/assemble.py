@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from semdexd.chunk.units import CountTokens, Unit
 

@@ -10,8 +10,8 @@ apart. A range still above ``limit`` tokens is split at its strongest unit, recu
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from itertools import accumulate
-from typing import Sequence
 
 from semdexd.chunk.units import Unit
 

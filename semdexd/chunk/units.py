@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from semdexd.chunk.structure import BLANK, CONTINUATION
 

@@ -67,7 +67,7 @@ def _small_part(archive: zipfile.ZipFile, name: str) -> bytes | None:
 
 
 def _parse_small(data: bytes) -> Any:
-    from lxml import etree  # type: ignore[import-untyped]
+    from lxml import etree
 
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
     return etree.fromstring(data, parser)
