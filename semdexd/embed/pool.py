@@ -24,6 +24,8 @@ from semdexd.embed.cache import EmbedCache
 from semdexd.embed.errors import PoolClosedError
 from semdexd.embed.jobs import Batch, EmbedFailure, Job, Result
 from semdexd.embed.model import ModelInfo, load_tokenizer
+from semdexd.embed.query import MAX_TEXTS as QUERY_MAX_TEXTS
+from semdexd.embed.query import QueryEncoder
 from semdexd.embed.text import cache_key, clean
 
 __all__ = ["EmbedFailure", "EmbedPool", "PoolClosedError"]
@@ -61,6 +63,7 @@ class EmbedPool:
         self._broker: Broker | None = None
         self._cache: EmbedCache | None = None
         self._tokenizer: Any = None
+        self._queries = QueryEncoder(info) if cfg.pool.query_encoder else None
         self.endpoint = ""
 
     def start(self) -> None:
@@ -79,6 +82,8 @@ class EmbedPool:
         if self.cfg.pool.cache_mb > 0:
             self._cache = EmbedCache(self.cfg.paths.cache_file, self.cfg.pool.cache_mb, self.info.dim)
         self._broker = broker
+        if self._queries is not None:
+            self._queries.load()
 
     def close(self) -> None:
         """Stop the workers (no orphans), fail pending calls ("pool closed"), close the cache."""
@@ -88,15 +93,12 @@ class EmbedPool:
             self._cache.close()
             self._cache = None
 
-    @property
-    def cache(self) -> EmbedCache | None:
-        """The persistent cache (None when ``cache_mb`` is 0), for callers that want it directly."""
-        return self._cache
-
     def embed(self, texts: Sequence[str], *, kind: Literal["passage", "query"] = "passage",
               priority: bool = False, timeout: float | None = None) -> list[np.ndarray | EmbedFailure]:
         """Vectors for ``texts`` in input order; an `EmbedFailure` for a text that cannot be embedded
-        (not a string, crashed the model, timed out after ``timeout`` seconds, pool closed).
+        (not a string, crashed the model, pool closed, or no answer within ``timeout`` seconds,
+        default ``[pool] embed_timeout_s``: a call never waits for good). A priority call of a few
+        texts is embedded by the daemon's own query encoder (never behind bulk batches).
         Raises `PoolClosedError` if the pool is not running, ValueError for an unknown ``kind``."""
         if kind not in ("passage", "query"):
             raise ValueError(f"kind must be 'passage' or 'query', not {kind!r}")
@@ -134,6 +136,10 @@ class EmbedPool:
         """Embed ``texts`` (prefixed, clean) on the workers, length-sorted into batches."""
         if not texts:
             return []
+        if priority and self._queries is not None and len(texts) <= QUERY_MAX_TEXTS:
+            return self._compute_here(texts)
+        if timeout is None:
+            timeout = self.cfg.pool.embed_timeout_s
         job = Job(len(texts))
         lengths = self._lengths(texts)
         order = sorted(range(len(texts)), key=lengths.__getitem__)
@@ -147,8 +153,18 @@ class EmbedPool:
         if job.done.wait(timeout):
             return job.results  # type: ignore[return-value]
         broker.cancel(job)
-        late = EmbedFailure(f"failed: timed out after {timeout}s")
+        late = EmbedFailure(f"failed: timed out after {timeout:g}s waiting for the embedding workers (stalled or "
+                            f"overloaded; [pool] embed_timeout_s)")
         return [late if r is None else r for r in job.cancel()]
+
+    def _compute_here(self, texts: list[str]) -> list[Result]:
+        """Embed a few texts with the in-daemon query encoder (one at a time)."""
+        assert self._queries is not None
+        try:
+            vectors = self._queries.encode(texts)
+        except Exception as exc:  # the model or tokenizer refused: say so per text
+            return [EmbedFailure(f"failed: {type(exc).__name__}: {exc}")] * len(texts)
+        return list(vectors)
 
     def stats(self) -> dict[str, Any]:
         """JSON-able: workers [{pid, state, rss_mb, texts, restarts}], queued, in_flight, cache {hits,
