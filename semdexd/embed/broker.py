@@ -38,7 +38,7 @@ from semdexd.embed.supervisor import Supervisor
 from semdexd.embed.wire import Wire
 
 COUNTERS = ("texts", "tokens", "padded", "restarts", "crashes", "retired", "requeued", "splits", "failed",
-            "batches", "deadlines", "parked", "unparked")
+            "batches", "deadlines", "parks", "unparks")
 
 
 class Broker:
@@ -52,7 +52,7 @@ class Broker:
         self.log = structlog.get_logger()
         self.counters = collections.Counter[str]()
         self.wire = Wire(cfg, endpoint)
-        self.scheduler = Scheduler(self.counters)
+        self.scheduler = Scheduler(self.counters, self._publish)
         self.supervisor = Supervisor(cfg, endpoint, spawn or (lambda ep, ident: spawn_worker(cfg, info, ep, ident)),
                                      self._send, self.scheduler.lost, self.counters)
         self._lock = threading.Lock()

@@ -170,7 +170,9 @@ class EmbedPool:
         """JSON-able: workers [{pid, state, rss_mb, texts, restarts}], queued, in_flight, cache {hits,
         misses, entries, mb}, texts, tokens (real), padded_tokens (computed, padding included),
         padding_ratio (padded_tokens / tokens, >= 1),
-        restarts, and the broker's other counters (crashes, retired, requeued, splits, failed)."""
+        restarts, the broker's other counters (crashes, retired, requeued, splits, failed, deadlines:
+        batches past their deadline, parks/unparks: times the workers were stopped for idleness and
+        started again), and parked (True while the workers are stopped for idleness)."""
         snap = self._broker.snapshot() if self._broker is not None else {}
         tokens, padded = snap.get("tokens", 0), snap.get("padded", 0)
         cache = self._cache.stats() if self._cache is not None else {"hits": 0, "misses": 0, "entries": 0, "mb": 0.0}
@@ -179,6 +181,7 @@ class EmbedPool:
             "cache": cache, "texts": snap.get("texts", 0), "tokens": tokens, "padded_tokens": padded,
             "padding_ratio": round(padded / tokens, 3) if tokens else 1.0, "restarts": snap.get("restarts", 0),
             **{k: snap.get(k, 0) for k in ("crashes", "retired", "requeued", "splits", "failed", "queued_batches",
-                                           "batches")},
+                                           "batches", "deadlines", "parks", "unparks")},
+            "parked": bool(snap.get("parked", False)),
             "model_id": self.info.model_id,
         }

@@ -10,6 +10,7 @@ raised fails with the worker's message. Knows nothing of processes or sockets.
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 
 import structlog
 
@@ -21,8 +22,11 @@ CRASHES_BEFORE_SPLIT = 2
 class Scheduler:
     """The queues of one pool; used by the broker thread only."""
 
-    def __init__(self, counters: collections.Counter[str]) -> None:
+    def __init__(self, counters: collections.Counter[str], before_failing: Callable[[], None] = lambda: None) -> None:
+        """``before_failing`` runs before a job is told of a failure (the broker publishes its
+        stats then, so that a caller woken by the failure sees them)."""
         self.counters = counters
+        self._before_failing = before_failing
         self.log = structlog.get_logger()
         self._lanes: dict[bool, collections.deque[Batch]] = {True: collections.deque(), False: collections.deque()}
 
@@ -67,6 +71,7 @@ class Scheduler:
         elif batch.size == 1:
             self.counters["failed"] += 1
             self.log.warning("embed_poison_text", chars=len(batch.texts[0]), crashes=batch.crashes, reason=reason)
+            self._before_failing()
             batch.job.fail(batch.positions, f"failed: text crashed the model worker {batch.crashes} times ({reason})")
         else:
             self._split(batch)
@@ -75,6 +80,7 @@ class Scheduler:
         """The worker raised on ``batch``: split it, or fail the single text with the worker's reason."""
         if batch.size == 1:
             self.counters["failed"] += 1
+            self._before_failing()
             batch.job.fail(batch.positions, f"failed: {reason}")
         else:
             self._split(batch)
@@ -90,6 +96,7 @@ class Scheduler:
             while queue:
                 batch = queue.popleft()
                 self.counters["failed"] += batch.size
+                self._before_failing()
                 batch.job.fail(batch.positions, reason)
 
     def queued_texts(self) -> int:

@@ -113,7 +113,7 @@ class Supervisor:
         self._last_work = time.monotonic()
         if self.parked:
             self.parked = False
-            self.counters["unparked"] += 1
+            self.counters["unparks"] += 1
             self.log.info("embed_workers_unparked")
             for slot in self.slots:
                 if slot.state is SlotState.EMPTY and not slot.remote:
@@ -194,7 +194,7 @@ class Supervisor:
 
     def _park(self) -> None:
         self.parked = True
-        self.counters["parked"] += 1
+        self.counters["parks"] += 1
         self.log.info("embed_workers_parked", idle_s=self.cfg.pool.idle_shutdown_s)
         for slot in self.slots:
             if not slot.remote and slot.state is SlotState.IDLE:
