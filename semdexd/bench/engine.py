@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import psutil
 
@@ -47,7 +47,7 @@ def _pct(values: list[float], q: int) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))], 1)
+    return round(ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))], 1)
 
 
 def _wait(pred: Callable[[], Any], timeout: float, step: float = 0.05) -> bool:
@@ -85,7 +85,7 @@ class Daemon:
 
         self.svc = Service(self.cfg)
 
-    def __enter__(self) -> Daemon:
+    def __enter__(self) -> Self:
         self.svc.start()
         if not _wait(lambda: self.svc.error or self.svc.pool is not None and self.svc.searcher is not None, 300):
             raise RuntimeError("the service did not start")
@@ -133,7 +133,7 @@ class Sampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Sampler:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -30,6 +30,7 @@ import zmq
 from semdexd.config import Config
 from semdexd.embed import protocol as p
 from semdexd.embed.jobs import Batch, Job
+from semdexd.embed.memory import trim
 from semdexd.embed.model import ModelInfo
 from semdexd.embed.procs import spawn_worker
 from semdexd.embed.scheduler import Scheduler
@@ -145,9 +146,12 @@ class Broker:
         return closing
 
     def _housekeeping(self) -> None:
+        parked = self.supervisor.parked
         reason = self.supervisor.housekeeping(self.scheduler.pending())
         if reason:
             self.scheduler.fail_all(reason)
+        if self.supervisor.parked and not parked:
+            trim()  # idle from now on: hand the heap that the busy time grew back to the OS
         now = time.monotonic()
         if now - self._last_ping >= self._beat:
             self._last_ping = now

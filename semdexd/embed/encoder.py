@@ -6,10 +6,11 @@ prefix already applied by the pool); each is truncated at ``info.max_tokens``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from semdexd.embed.model import ModelInfo, load_tokenizer
 
@@ -46,11 +47,13 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
 class Encoder:
     """One CTranslate2 encoder and its tokenizer; not thread-safe (one caller at a time)."""
 
-    def __init__(self, info: ModelInfo, threads: int = 1) -> None:
+    def __init__(self, info: ModelInfo, threads: int = 1, tokenizer: Tokenizer | None = None) -> None:
+        """``tokenizer``: one already loaded with `load_tokenizer(info.tokenizer_file, info.max_tokens)`
+        to share (tokenizers are thread-safe; each copy costs ~7 MB)."""
         import ctranslate2
 
         self.info = info
-        self._tokenizer = load_tokenizer(info.tokenizer_file, info.max_tokens)
+        self._tokenizer = tokenizer or load_tokenizer(info.tokenizer_file, info.max_tokens)
         self._model = ctranslate2.Encoder(str(info.ct2_dir), device="cpu", compute_type=info.compute_type,
                                           intra_threads=threads, inter_threads=1)
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -63,7 +64,7 @@ class EmbedPool:
         self._broker: Broker | None = None
         self._cache: EmbedCache | None = None
         self._tokenizer: Any = None
-        self._queries = QueryEncoder(info) if cfg.pool.query_encoder else None
+        self._queries: QueryEncoder | None = None
         self.endpoint = ""
 
     def start(self) -> None:
@@ -77,6 +78,8 @@ class EmbedPool:
                              f"bytes): {runtime}")
         self.endpoint = f"ipc://{path}"
         self._tokenizer = load_tokenizer(self.info.tokenizer_file, self.info.max_tokens)
+        if self.cfg.pool.query_encoder:
+            self._queries = QueryEncoder(self.info, self._tokenizer)  # one tokenizer for both
         broker = Broker(self.cfg, self.info, self.endpoint)
         broker.start()  # ValueError for a bad remote endpoint configuration
         if self.cfg.pool.cache_mb > 0:
@@ -92,6 +95,7 @@ class EmbedPool:
         if self._cache is not None:
             self._cache.close()
             self._cache = None
+        self._queries = None
 
     def embed(self, texts: Sequence[str], *, kind: Literal["passage", "query"] = "passage",
               priority: bool = False, timeout: float | None = None) -> list[np.ndarray | EmbedFailure]:
@@ -136,8 +140,9 @@ class EmbedPool:
         """Embed ``texts`` (prefixed, clean) on the workers, length-sorted into batches."""
         if not texts:
             return []
-        if priority and self._queries is not None and len(texts) <= QUERY_MAX_TEXTS:
-            return self._compute_here(texts)
+        queries = self._queries
+        if priority and queries is not None and len(texts) <= QUERY_MAX_TEXTS:
+            return self._compute_here(queries, texts)
         if timeout is None:
             timeout = self.cfg.pool.embed_timeout_s
         job = Job(len(texts))
@@ -157,12 +162,12 @@ class EmbedPool:
                             f"overloaded; [pool] embed_timeout_s)")
         return [late if r is None else r for r in job.cancel()]
 
-    def _compute_here(self, texts: list[str]) -> list[Result]:
+    @staticmethod
+    def _compute_here(queries: QueryEncoder, texts: list[str]) -> list[Result]:
         """Embed a few texts with the in-daemon query encoder (one at a time)."""
-        assert self._queries is not None
         try:
-            vectors = self._queries.encode(texts)
-        except Exception as exc:  # the model or tokenizer refused: say so per text
+            vectors = queries.encode(texts)
+        except Exception as exc:  # noqa: BLE001 -- the model or tokenizer refused: say so per text
             return [EmbedFailure(f"failed: {type(exc).__name__}: {exc}")] * len(texts)
         return list(vectors)
 

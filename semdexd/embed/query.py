@@ -12,6 +12,7 @@ import threading
 from collections.abc import Sequence
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from semdexd.embed.model import ModelInfo
 
@@ -21,8 +22,9 @@ MAX_TEXTS = 8   # larger priority calls go to the workers' priority lane
 class QueryEncoder:
     """A lazily loaded in-process `Encoder` with one intra-op thread."""
 
-    def __init__(self, info: ModelInfo) -> None:
+    def __init__(self, info: ModelInfo, tokenizer: Tokenizer | None = None) -> None:
         self.info = info
+        self._tokenizer = tokenizer
         self._lock = threading.Lock()
         self._encoder: object | None = None
 
@@ -35,7 +37,7 @@ class QueryEncoder:
         if self._encoder is None:
             from semdexd.embed.encoder import Encoder
 
-            self._encoder = Encoder(self.info, threads=1)
+            self._encoder = Encoder(self.info, threads=1, tokenizer=self._tokenizer)
         return self._encoder
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
