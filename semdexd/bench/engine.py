@@ -70,6 +70,19 @@ def stdlib_corpus(dest: Path, files: int) -> Path:
     return dest
 
 
+def stdlib_paragraphs(count: int) -> list[str]:
+    """``count`` blank-line-separated paragraphs (20-2000 chars) of stdlib .py files, deterministic."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    out: list[str] = []
+    for path in sorted(root.glob("*.py"))[::7]:
+        paragraphs = [p for p in path.read_text(encoding="utf-8", errors="replace").split("\n\n")
+                      if 20 <= len(p) <= 2000]
+        out += paragraphs[:: max(1, len(paragraphs) // 3)][:3]
+        if len(out) >= count:
+            break
+    return out[:count]
+
+
 class Daemon:
     """A real `Service` over a temp copy of a stdlib corpus, in this process."""
 
@@ -254,16 +267,14 @@ def _slope(points: list[tuple[float, float]]) -> float | None:
 def batch_independence(cfg: Config) -> list[dict[str, Any]]:
     import numpy as np
 
-    from semdexd.bench.embed import stdlib_chunks
     from semdexd.embed.encoder import Encoder
-    from semdexd.embed.model import TokenCounter, prepare_model
+    from semdexd.embed.model import prepare_model
 
     out = []
     for compute_type in ("int8", "float32"):
         info = prepare_model(replace(cfg, model=replace(cfg.model, compute_type=compute_type)))
         encoder = Encoder(info)
-        texts = stdlib_chunks(TokenCounter(info).count, 48, info.max_tokens)
-        texts += [t[: 40 + 13 * i] for i, t in enumerate(texts[:16])]   # short ones: long padding
+        texts = stdlib_paragraphs(64)   # lengths from a few tokens to the model's limit
         alone = np.vstack([encoder.encode([t]).vectors for t in texts])
         rng = np.random.default_rng(0)
         cosines, diffs = [], []
