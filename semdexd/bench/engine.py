@@ -1,8 +1,9 @@
 """Engine benchmarks, run as ``semdexd bench embed NAME [options]``:
 
-* ``latency [--files N] [--queries N]``: search round trips through the real `Service` (query
-  embedding + store + manifest) while a cold bulk index of N stdlib files runs on every core, then
-  once the index is idle: p50/p95 ms of each.
+* ``latency [--files N | --path DIR] [--queries N]``: search round trips through the real
+  `Service` (query embedding + store + manifest), and the query-embedding step alone, while a cold
+  bulk index of N stdlib files (or a copy of DIR) runs on every core, then once the index is idle:
+  p50/p95 ms of each; with the cold index's files/s, chunks/s and stage shares.
 * ``footprint [--files N] [--idle-s S]``: resident memory (RSS, and PSS from smaps_rollup) of the
   daemon and of each worker while indexing (peak), right after the index is complete, and once the
   workers are parked after ``idle_shutdown_s`` = S; then the import cost of each heavy dependency
@@ -86,9 +87,13 @@ def stdlib_paragraphs(count: int) -> list[str]:
 class Daemon:
     """A real `Service` over a temp copy of a stdlib corpus, in this process."""
 
-    def __init__(self, cfg: Config, files: int, **pool: Any) -> None:
+    def __init__(self, cfg: Config, files: int, source: Path | None = None, **pool: Any) -> None:
         self.work = Path(tempfile.mkdtemp(prefix="semdex-engine-"))
-        self.corpus = stdlib_corpus(self.work / "corpus", files)
+        if source is not None:
+            self.corpus = self.work / "corpus"
+            shutil.copytree(source, self.corpus, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+        else:
+            self.corpus = stdlib_corpus(self.work / "corpus", files)
         runtime = Path(tempfile.mkdtemp(prefix="sxg", dir="/tmp"))
         self.cfg = replace(cfg, paths=replace(cfg.paths, data_dir=self.work / "data", state_dir=self.work / "state",
                                               runtime_dir=runtime),
@@ -117,6 +122,12 @@ class Daemon:
     def search_ms(self, i: int) -> float:
         start = time.perf_counter()
         self.svc.search({"query": f"{ASKS[i % len(ASKS)]} {i}", "limit": 10})
+        return (time.perf_counter() - start) * 1000
+
+    def embed_ms(self, i: int) -> float:
+        """The query-embedding step of a search alone (a new text: no cache hit)."""
+        start = time.perf_counter()
+        self.svc.pool.embed([f"{ASKS[i % len(ASKS)]} #{i}"], kind="query", priority=True)
         return (time.perf_counter() - start) * 1000
 
 
@@ -167,21 +178,35 @@ class Sampler:
 # ---------------------------------------------------------------- latency
 
 
-def latency(cfg: Config, files: int, queries: int) -> dict[str, Any]:
-    with Daemon(cfg, files, cache_mb=0) as d:
+def latency(cfg: Config, files: int, queries: int, source: Path | None) -> dict[str, Any]:
+    """Search (and query-embedding) round trips during the cold index and once it is idle, plus
+    the cold index's own figures (files/s, chunks/s, stage shares)."""
+    with Daemon(cfg, files, source, cache_mb=0) as d:
         busy: list[float] = []
+        busy_embed: list[float] = []
+        start = time.perf_counter()
         _wait(lambda: d.svc.status({}).get("chunks", 0) > 0, 300)
         while d.indexing() and len(busy) < queries:
             busy.append(d.search_ms(len(busy)))
+            busy_embed.append(d.embed_ms(len(busy)))
             time.sleep(0.1)  # spread the queries over the bulk index
         if not _wait(lambda: not d.indexing(), 3600):
             raise RuntimeError("the index did not finish")
-        chunks = d.svc.status({}).get("chunks", 0)
+        wall = time.perf_counter() - start
+        status = d.svc.status({})
         idle = [d.search_ms(1000 + i) for i in range(queries)]
+        idle_embed = [d.embed_ms(1000 + i) for i in range(queries)]
         pool = d.svc.pool.stats()
-    return {"files": files, "chunks": chunks, "workers": len(pool["workers"]), "query_encoder": getattr(cfg.pool, "query_encoder", None),
-            "nice": getattr(cfg.pool, "nice", None), "busy_queries": len(busy), "busy_p50_ms": _pct(busy, 50),
-            "busy_p95_ms": _pct(busy, 95), "idle_p50_ms": _pct(idle, 50), "idle_p95_ms": _pct(idle, 95)}
+    files_seen = status.get("files_indexed", 0) + status.get("files_skipped", 0) + status.get("files_failed", 0)
+    return {"corpus": str(source or f"{files} stdlib files"), "files": files_seen, "chunks": status.get("chunks"),
+            "workers": len(pool["workers"]), "query_encoder": getattr(cfg.pool, "query_encoder", None),
+            "nice": getattr(cfg.pool, "nice", None), "index_wall_s": round(wall, 1),
+            "files_per_s": round(files_seen / wall, 2), "chunks_per_s": round(status.get("chunks", 0) / wall, 2),
+            "stage_share_pct": {k: v.get("share_pct") for k, v in status.get("stages", {}).items()},
+            "busy_queries": len(busy), "busy_p50_ms": _pct(busy, 50), "busy_p95_ms": _pct(busy, 95),
+            "idle_p50_ms": _pct(idle, 50), "idle_p95_ms": _pct(idle, 95),
+            "embed_busy_p50_ms": _pct(busy_embed, 50), "embed_busy_p95_ms": _pct(busy_embed, 95),
+            "embed_idle_p50_ms": _pct(idle_embed, 50), "embed_idle_p95_ms": _pct(idle_embed, 95)}
 
 
 # ---------------------------------------------------------------- footprint
@@ -299,6 +324,7 @@ def main(argv: list[str], cfg: Config) -> int:
     parser = argparse.ArgumentParser(prog="semdexd bench embed", description=__doc__.splitlines()[0])
     parser.add_argument("name", choices=("latency", "footprint", "soak", "batch"))
     parser.add_argument("--files", type=int, default=0, help="stdlib files in the corpus")
+    parser.add_argument("--path", type=Path, default=None, help="latency: index a copy of this folder instead")
     parser.add_argument("--queries", type=int, default=40, help="latency: queries per phase")
     parser.add_argument("--idle-s", type=float, default=10.0, help="footprint: idle_shutdown_s")
     parser.add_argument("--minutes", type=float, default=30.0, help="soak: duration")
@@ -310,7 +336,7 @@ def main(argv: list[str], cfg: Config) -> int:
     result: Any
     load = [round(x, 2) for x in os.getloadavg()]
     if args.name == "latency":
-        result = latency(cfg, args.files or 120, args.queries)
+        result = latency(cfg, args.files or 120, args.queries, args.path)
     elif args.name == "footprint":
         result = footprint(cfg, args.files or 60, args.idle_s)
     elif args.name == "soak":

@@ -3,9 +3,13 @@
 ``embed`` is thread-safe and blocking; many threads (indexer, socket server threads) call it at
 once. Per call: texts get the model's prefix for their ``kind``, identical texts are embedded
 once, cache hits are answered from the persistent `EmbedCache`, the misses are sorted by token
-length and cut into batches of ``cfg.pool.batch_size`` texts (little padding), and the batches go
-to the `Broker` (priority lane for ``priority=True``). Results come back in input order: a
-float32 vector (unit length when the model normalises) or an `EmbedFailure` with a reason.
+length and cut into batches of ``cfg.pool.batch_size`` texts, and the batches go to the `Broker`
+(priority lane for ``priority=True``). A priority call of at most `query.MAX_TEXTS` texts (a
+search's query) is embedded by the daemon's own `QueryEncoder` instead, so it never waits behind
+bulk batches (``[pool] query_encoder``). Results come back in input order: a float32 vector (unit
+length when the model normalises) or an `EmbedFailure` with a reason. A text's vector is the same
+whichever texts it is embedded with (`Encoder` never pads). A call waits at most ``timeout`` (by
+default ``[pool] embed_timeout_s``).
 """
 
 from __future__ import annotations
