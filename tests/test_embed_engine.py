@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -199,3 +200,10 @@ def test_a_worker_restarted_under_its_identity_does_not_lose_its_batch(tmp_path,
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_bulk_workers_run_at_the_configured_niceness(make_pool):
+    pool, _ = make_pool(workers=1, nice=7)
+    pid = wait_for(lambda: [w["pid"] for w in pool.stats()["workers"] if w["state"] == "idle"], what="worker")[0]
+    assert psutil.Process(pid).nice() == min(19, os.nice(0) + 7)
+    assert psutil.Process().nice() == os.nice(0)     # the daemon (and its query encoder) is not niced
