@@ -88,7 +88,7 @@ class Service:
         self._after_initial_index()
 
     def _open(self) -> None:
-        from semdexd.embed.model import TokenCounter, prepare_model
+        from semdexd.embed.model import prepare_model
         from semdexd.embed.pool import EmbedPool
         from semdexd.index import Indexer
         from semdexd.manifest import Manifest
@@ -104,7 +104,7 @@ class Service:
         self.store = VectorStore(self.cfg, f"{self.cfg.store.collection}-{key}")
         self.pool = EmbedPool(self.cfg, self.info)
         self.pool.start()
-        counter = TokenCounter(self.info)
+        counter = self.pool.token_counter()
         self.indexer = Indexer(self.cfg, self.manifest, self.store, self.pool, counter.count,
                                self.info.max_tokens, self.metrics)
         clean = self.manifest.get_meta("clean_shutdown") == "1"

@@ -207,3 +207,14 @@ def test_bulk_workers_run_at_the_configured_niceness(make_pool):
     pid = wait_for(lambda: [w["pid"] for w in pool.stats()["workers"] if w["state"] == "idle"], what="worker")[0]
     assert psutil.Process(pid).nice() == min(19, os.nice(0) + 7)
     assert psutil.Process().nice() == os.nice(0)     # the daemon (and its query encoder) is not niced
+
+
+def test_one_untruncated_tokenizer_serves_counting_and_encoding(model_info):
+    """`model_ids` on a non-truncating tokenizer = the truncating tokenizer's own ids."""
+    from semdexd.embed.model import load_tokenizer, model_ids
+
+    cut = load_tokenizer(model_info.tokenizer_file, model_info.max_tokens)
+    whole = load_tokenizer(model_info.tokenizer_file, None)
+    texts = ["", "x", words(1, 20), words(2, 300), words(3, 2000), "héllo wörld " * 400]
+    assert model_ids(whole, texts, model_info.max_tokens) == [e.ids for e in cut.encode_batch(texts)]
+    assert max(len(e.ids) for e in whole.encode_batch(texts)) > model_info.max_tokens

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from tokenizers import Tokenizer
 
-from semdexd.embed.model import ModelInfo, load_tokenizer
+from semdexd.embed.model import ModelInfo, load_tokenizer, model_ids
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,8 @@ class Encoder:
     """One CTranslate2 encoder and its tokenizer; not thread-safe (one caller at a time)."""
 
     def __init__(self, info: ModelInfo, threads: int = 1, tokenizer: Tokenizer | None = None) -> None:
-        """``tokenizer``: one already loaded with `load_tokenizer(info.tokenizer_file, info.max_tokens)`
-        to share (tokenizers are thread-safe; each copy costs ~7 MB)."""
+        """``tokenizer``: one already loaded (`load_tokenizer`, truncating or not) to share
+        (tokenizers are thread-safe; each copy costs ~7 MB)."""
         import ctranslate2
 
         self.info = info
@@ -63,7 +63,7 @@ class Encoder:
         (with int8, padding changed vectors by up to 1e-2, cosine 0.998; grouping costs no CPU)."""
         if not texts:
             return Encoded(np.zeros((0, self.info.dim), np.float32), 0, 0)
-        ids = [e.ids for e in self._tokenizer.encode_batch(list(texts))]
+        ids = model_ids(self._tokenizer, texts, self.info.max_tokens)
         groups: dict[int, list[int]] = {}
         for i, row in enumerate(ids):
             groups.setdefault(len(row), []).append(i)
