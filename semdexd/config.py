@@ -96,6 +96,11 @@ class PoolConfig:
     cache_mb: int = 256                 # embedding cache bound (persistent, by text hash)
     remote_endpoint: str = ""           # "" = none; "tcp://0.0.0.0:5555" lets workers on other hosts join
     curve_secret_key_file: str = ""     # CurveZMQ keys for the remote endpoint
+    nice: int = 10                      # bulk workers' CPU niceness (queries run in the daemon at 0)
+    idle_shutdown_s: float = 120.0      # workers stop after this long without work; 0 = never
+    batch_timeout_s: float = 120.0      # a batch not answered by then is re-queued, its worker replaced
+    embed_timeout_s: float = 900.0      # an embed call waiting longer gets a failure per text
+    query_encoder: bool = True          # queries embedded by an encoder inside the daemon
 
 
 @dataclass(frozen=True)
@@ -279,6 +284,10 @@ def _validate(cfg: Config) -> Config:
         (cfg.pool.cache_mb >= 0, "[pool] cache_mb must be >= 0"),
         (cfg.pool.heartbeat_ms >= 50, "[pool] heartbeat_ms must be >= 50"),
         (cfg.pool.heartbeat_misses >= 2, "[pool] heartbeat_misses must be >= 2"),
+        (0 <= cfg.pool.nice <= 19, "[pool] nice must be between 0 and 19"),
+        (cfg.pool.idle_shutdown_s >= 0, "[pool] idle_shutdown_s must be >= 0 (0 = never)"),
+        (cfg.pool.batch_timeout_s > 0, "[pool] batch_timeout_s must be > 0"),
+        (cfg.pool.embed_timeout_s > 0, "[pool] embed_timeout_s must be > 0"),
         (cfg.chunk.target_tokens >= 16, "[chunk] target_tokens must be >= 16"),
         (0 <= cfg.chunk.overlap_tokens < cfg.chunk.target_tokens, "[chunk] overlap_tokens must be >= 0 and < target_tokens"),
         (cfg.index.max_file_mb > 0, "[index] max_file_mb must be > 0"),

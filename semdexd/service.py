@@ -120,7 +120,7 @@ class Service:
         self.store = self.searcher = self.previous = None
 
     def _open(self) -> None:
-        from semdexd.embed.model import TokenCounter, prepare_model
+        from semdexd.embed.model import prepare_model
         from semdexd.embed.pool import EmbedPool
         from semdexd.index import Indexer
         from semdexd.manifest import Manifest
@@ -140,7 +140,7 @@ class Service:
         self.pool.start()
         if self.manifest.get_meta(META_COMPLETE) != "1":
             self.previous = find_previous(self.cfg, key, self.info, self.pool)
-        counter = TokenCounter(self.info)
+        counter = self.pool.token_counter()
         self.indexer = Indexer(self.cfg, self.manifest, self.store, self.pool, counter.count,
                                self.info.max_tokens, self.metrics)
         clean = self.manifest.get_meta("clean_shutdown") == "1"

@@ -177,7 +177,7 @@ def test_restart_after_n_texts_happens_between_batches_and_loses_nothing(make_po
 
 
 def test_query_goes_ahead_of_queued_bulk_work(make_pool):
-    pool, _ = make_pool(workers=1, batch_size=2)
+    pool, _ = make_pool(workers=1, batch_size=2, query_encoder=False)   # the workers' priority lane
     bulk_texts = [prose(i, 100) for i in range(40)]
     bulk = threading.Thread(target=pool.embed, args=(bulk_texts,))
     bulk.start()

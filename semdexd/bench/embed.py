@@ -1,4 +1,5 @@
-"""`semdexd bench embed [--json] [--quick] [--chunks N] [--runs N]`: figures for the embedding engine.
+"""`semdexd bench embed [--json] [--quick] [--chunks N] [--runs N]`: figures for the embedding engine
+(and `semdexd bench embed latency|footprint|soak|batch`: see `semdexd.bench.engine`).
 
 Corpus: real text, the ``.py`` files of this interpreter's standard library cut into ~160-token
 pieces at blank lines (a splitter of its own, so the figures do not move when the chunker does).
@@ -339,7 +340,13 @@ def _print_report(report: dict[str, Any]) -> None:
 
 
 def main(argv: list[str], cfg: Config) -> int:
-    """Entry point of ``semdexd bench embed``; prints a table (or JSON with --json); returns 0."""
+    """Entry point of ``semdexd bench embed``; prints a table (or JSON with --json); returns 0.
+    ``semdexd bench embed latency|footprint|soak|batch ...`` runs `semdexd.bench.engine`."""
+    if argv and argv[0] in ("latency", "footprint", "soak", "batch"):
+        from semdexd.bench import engine
+
+        logging.getLogger().setLevel(logging.WARNING)
+        return engine.main(argv, cfg)
     parser = argparse.ArgumentParser(prog="semdexd bench embed", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--quick", action="store_true", help="fewer chunks and configurations (~1 min)")

@@ -6,12 +6,13 @@ prefix already applied by the pool); each is truncated at ``info.max_tokens``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
+from tokenizers import Tokenizer
 
-from semdexd.embed.model import ModelInfo, load_tokenizer
+from semdexd.embed.model import ModelInfo, load_tokenizer, model_ids
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Encoded:
 
     vectors: np.ndarray
     tokens: int        # real tokens
-    padded: int        # tokens computed, padding included (n x longest)
+    padded: int        # tokens computed, padding included (equal to tokens: rows are never padded)
 
 
 def pool_hidden(hidden: np.ndarray, lengths: np.ndarray, mode: str) -> np.ndarray:
@@ -46,23 +47,32 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
 class Encoder:
     """One CTranslate2 encoder and its tokenizer; not thread-safe (one caller at a time)."""
 
-    def __init__(self, info: ModelInfo, threads: int = 1) -> None:
+    def __init__(self, info: ModelInfo, threads: int = 1, tokenizer: Tokenizer | None = None) -> None:
+        """``tokenizer``: one already loaded (`load_tokenizer`, truncating or not) to share
+        (tokenizers are thread-safe; each copy costs ~7 MB)."""
         import ctranslate2
 
         self.info = info
-        self._tokenizer = load_tokenizer(info.tokenizer_file, info.max_tokens)
+        self._tokenizer = tokenizer or load_tokenizer(info.tokenizer_file, info.max_tokens)
         self._model = ctranslate2.Encoder(str(info.ct2_dir), device="cpu", compute_type=info.compute_type,
                                           intra_threads=threads, inter_threads=1)
 
     def encode(self, texts: Sequence[str]) -> Encoded:
-        """Embed ``texts`` (prefixed, UTF-8-clean) in one forward pass."""
+        """Embed ``texts`` (prefixed, UTF-8-clean). Texts of equal token length share a forward pass;
+        no text is ever padded, so a text's vector does not depend on the other texts of the batch
+        (with int8, padding changed vectors by up to 1e-2, cosine 0.998; grouping costs no CPU)."""
         if not texts:
             return Encoded(np.zeros((0, self.info.dim), np.float32), 0, 0)
-        ids = [e.ids for e in self._tokenizer.encode_batch(list(texts))]
-        lengths = np.array([len(x) for x in ids], dtype=np.int64)
-        output = self._model.forward_batch(ids)
-        hidden = np.asarray(output.last_hidden_state, dtype=np.float32)
-        vectors = pool_hidden(hidden, lengths, self.info.pooling)
+        ids = model_ids(self._tokenizer, texts, self.info.max_tokens)
+        groups: dict[int, list[int]] = {}
+        for i, row in enumerate(ids):
+            groups.setdefault(len(row), []).append(i)
+        vectors = np.empty((len(ids), self.info.dim), np.float32)
+        for length, rows in groups.items():
+            output = self._model.forward_batch([ids[i] for i in rows])
+            hidden = np.asarray(output.last_hidden_state, dtype=np.float32)
+            vectors[rows] = pool_hidden(hidden, np.full(len(rows), length, dtype=np.int64), self.info.pooling)
         if self.info.normalize:
             vectors = normalize(vectors)
-        return Encoded(vectors, int(lengths.sum()), int(len(ids) * lengths.max()))
+        tokens = sum(len(row) for row in ids)
+        return Encoded(vectors, tokens, tokens)

@@ -84,11 +84,25 @@ def load_tokenizer(path: Path, max_tokens: int | None) -> Tokenizer:
     return tokenizer
 
 
+def model_ids(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: int) -> list[list[int]]:
+    """Token ids of ``texts`` as the model takes them: special tokens added, the text cut so that
+    the whole fits ``max_tokens`` (what the tokenizer's own truncation does), whether or not
+    ``tokenizer`` truncates; so one non-truncating tokenizer can serve counting and encoding."""
+    room = max(1, max_tokens - tokenizer.num_special_tokens_to_add(False))
+    out = []
+    for encoding in tokenizer.encode_batch(list(texts), add_special_tokens=False):
+        if len(encoding.ids) > room:
+            encoding.truncate(room)
+        out.append(tokenizer.post_process(encoding).ids)
+    return out
+
+
 class TokenCounter:
     """Counts tokens as the model sees a passage (prefix and special tokens included)."""
 
-    def __init__(self, info: ModelInfo) -> None:
-        self._tokenizer = load_tokenizer(info.tokenizer_file, None)
+    def __init__(self, info: ModelInfo, tokenizer: Tokenizer | None = None) -> None:
+        """``tokenizer``: a non-truncating one (`load_tokenizer(..., None)`) to share (~7 MB each)."""
+        self._tokenizer = tokenizer or load_tokenizer(info.tokenizer_file, None)
         self._prefix = info.passage_prefix
 
     def count(self, texts: Sequence[str]) -> list[int]:

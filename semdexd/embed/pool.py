@@ -3,9 +3,13 @@
 ``embed`` is thread-safe and blocking; many threads (indexer, socket server threads) call it at
 once. Per call: texts get the model's prefix for their ``kind``, identical texts are embedded
 once, cache hits are answered from the persistent `EmbedCache`, the misses are sorted by token
-length and cut into batches of ``cfg.pool.batch_size`` texts (little padding), and the batches go
-to the `Broker` (priority lane for ``priority=True``). Results come back in input order: a
-float32 vector (unit length when the model normalises) or an `EmbedFailure` with a reason.
+length and cut into batches of ``cfg.pool.batch_size`` texts, and the batches go to the `Broker`
+(priority lane for ``priority=True``). A priority call of at most `query.MAX_TEXTS` texts (a
+search's query) is embedded by the daemon's own `QueryEncoder` instead, so it never waits behind
+bulk batches (``[pool] query_encoder``). Results come back in input order: a float32 vector (unit
+length when the model normalises) or an `EmbedFailure` with a reason. A text's vector is the same
+whichever texts it is embedded with (`Encoder` never pads). A call waits at most ``timeout`` (by
+default ``[pool] embed_timeout_s``).
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -23,7 +28,9 @@ from semdexd.embed.broker import Broker
 from semdexd.embed.cache import EmbedCache
 from semdexd.embed.errors import PoolClosedError
 from semdexd.embed.jobs import Batch, EmbedFailure, Job, Result
-from semdexd.embed.model import ModelInfo, load_tokenizer
+from semdexd.embed.model import ModelInfo, TokenCounter, load_tokenizer
+from semdexd.embed.query import MAX_TEXTS as QUERY_MAX_TEXTS
+from semdexd.embed.query import QueryEncoder
 from semdexd.embed.text import cache_key, clean
 
 __all__ = ["EmbedFailure", "EmbedPool", "PoolClosedError"]
@@ -61,6 +68,7 @@ class EmbedPool:
         self._broker: Broker | None = None
         self._cache: EmbedCache | None = None
         self._tokenizer: Any = None
+        self._queries: QueryEncoder | None = None
         self.endpoint = ""
 
     def start(self) -> None:
@@ -73,12 +81,20 @@ class EmbedPool:
             raise ValueError(f"runtime dir path too long for a Unix socket ({len(str(path))} > {MAX_IPC_PATH} "
                              f"bytes): {runtime}")
         self.endpoint = f"ipc://{path}"
-        self._tokenizer = load_tokenizer(self.info.tokenizer_file, self.info.max_tokens)
+        self._tokenizer = load_tokenizer(self.info.tokenizer_file, None)  # shared: see token_counter
+        if self.cfg.pool.query_encoder:
+            self._queries = QueryEncoder(self.info, self._tokenizer)  # one tokenizer for both
         broker = Broker(self.cfg, self.info, self.endpoint)
         broker.start()  # ValueError for a bad remote endpoint configuration
         if self.cfg.pool.cache_mb > 0:
             self._cache = EmbedCache(self.cfg.paths.cache_file, self.cfg.pool.cache_mb, self.info.dim)
         self._broker = broker
+        if self._queries is not None:
+            self._queries.load()
+
+    def token_counter(self) -> TokenCounter:
+        """A `TokenCounter` that shares this pool's tokenizer (after `start`; saves ~7 MB)."""
+        return TokenCounter(self.info, self._tokenizer)
 
     def close(self) -> None:
         """Stop the workers (no orphans), fail pending calls ("pool closed"), close the cache."""
@@ -87,16 +103,14 @@ class EmbedPool:
         if self._cache is not None:
             self._cache.close()
             self._cache = None
-
-    @property
-    def cache(self) -> EmbedCache | None:
-        """The persistent cache (None when ``cache_mb`` is 0), for callers that want it directly."""
-        return self._cache
+        self._queries = None
 
     def embed(self, texts: Sequence[str], *, kind: Literal["passage", "query"] = "passage",
               priority: bool = False, timeout: float | None = None) -> list[np.ndarray | EmbedFailure]:
         """Vectors for ``texts`` in input order; an `EmbedFailure` for a text that cannot be embedded
-        (not a string, crashed the model, timed out after ``timeout`` seconds, pool closed).
+        (not a string, crashed the model, pool closed, or no answer within ``timeout`` seconds,
+        default ``[pool] embed_timeout_s``: a call never waits for good). A priority call of a few
+        texts is embedded by the daemon's own query encoder (never behind bulk batches).
         Raises `PoolClosedError` if the pool is not running, ValueError for an unknown ``kind``."""
         if kind not in ("passage", "query"):
             raise ValueError(f"kind must be 'passage' or 'query', not {kind!r}")
@@ -128,12 +142,17 @@ class EmbedPool:
 
     def _lengths(self, texts: list[str]) -> list[int]:
         cap = self.info.max_tokens * CHARS_PER_TOKEN_CAP
-        return [len(e.ids) for e in self._tokenizer.encode_batch([t[:cap] for t in texts])]
+        return [min(len(e.ids), self.info.max_tokens) for e in self._tokenizer.encode_batch([t[:cap] for t in texts])]
 
     def _compute(self, broker: Broker, texts: list[str], priority: bool, timeout: float | None) -> list[Result]:
         """Embed ``texts`` (prefixed, clean) on the workers, length-sorted into batches."""
         if not texts:
             return []
+        queries = self._queries
+        if priority and queries is not None and len(texts) <= QUERY_MAX_TEXTS:
+            return self._compute_here(queries, texts)
+        if timeout is None:
+            timeout = self.cfg.pool.embed_timeout_s
         job = Job(len(texts))
         lengths = self._lengths(texts)
         order = sorted(range(len(texts)), key=lengths.__getitem__)
@@ -147,14 +166,26 @@ class EmbedPool:
         if job.done.wait(timeout):
             return job.results  # type: ignore[return-value]
         broker.cancel(job)
-        late = EmbedFailure(f"failed: timed out after {timeout}s")
+        late = EmbedFailure(f"failed: timed out after {timeout:g}s waiting for the embedding workers (stalled or "
+                            f"overloaded; [pool] embed_timeout_s)")
         return [late if r is None else r for r in job.cancel()]
+
+    @staticmethod
+    def _compute_here(queries: QueryEncoder, texts: list[str]) -> list[Result]:
+        """Embed a few texts with the in-daemon query encoder (one at a time)."""
+        try:
+            vectors = queries.encode(texts)
+        except Exception as exc:  # noqa: BLE001 -- the model or tokenizer refused: say so per text
+            return [EmbedFailure(f"failed: {type(exc).__name__}: {exc}")] * len(texts)
+        return list(vectors)
 
     def stats(self) -> dict[str, Any]:
         """JSON-able: workers [{pid, state, rss_mb, texts, restarts}], queued, in_flight, cache {hits,
         misses, entries, mb}, texts, tokens (real), padded_tokens (computed, padding included),
         padding_ratio (padded_tokens / tokens, >= 1),
-        restarts, and the broker's other counters (crashes, retired, requeued, splits, failed)."""
+        restarts, the broker's other counters (crashes, retired, requeued, splits, failed, deadlines:
+        batches past their deadline, parks/unparks: times the workers were stopped for idleness and
+        started again), and parked (True while the workers are stopped for idleness)."""
         snap = self._broker.snapshot() if self._broker is not None else {}
         tokens, padded = snap.get("tokens", 0), snap.get("padded", 0)
         cache = self._cache.stats() if self._cache is not None else {"hits": 0, "misses": 0, "entries": 0, "mb": 0.0}
@@ -163,6 +194,7 @@ class EmbedPool:
             "cache": cache, "texts": snap.get("texts", 0), "tokens": tokens, "padded_tokens": padded,
             "padding_ratio": round(padded / tokens, 3) if tokens else 1.0, "restarts": snap.get("restarts", 0),
             **{k: snap.get(k, 0) for k in ("crashes", "retired", "requeued", "splits", "failed", "queued_batches",
-                                           "batches")},
+                                           "batches", "deadlines", "parks", "unparks")},
+            "parked": bool(snap.get("parked", False)),
             "model_id": self.info.model_id,
         }

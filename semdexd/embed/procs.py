@@ -11,16 +11,6 @@ from semdexd.config import Config
 from semdexd.embed.model import ModelInfo
 
 
-def heartbeat_ms(cfg: Config) -> int:
-    """The heartbeat interval, at least 50 ms (0 would make both sides spin)."""
-    return max(50, cfg.pool.heartbeat_ms)
-
-
-def heartbeat_misses(cfg: Config) -> int:
-    """Beats a worker or the broker may miss before the other side gives up on it (at least 2)."""
-    return max(2, cfg.pool.heartbeat_misses)
-
-
 def worker_command(cfg: Config, info: ModelInfo, endpoint: str, identity: str) -> list[str]:
     """``python -m semdexd.embed.worker ...`` for a local worker of this process."""
     return [
@@ -29,8 +19,9 @@ def worker_command(cfg: Config, info: ModelInfo, endpoint: str, identity: str) -
         "--identity", identity,
         "--info", json.dumps(info.to_dict()),
         "--threads", str(cfg.pool.threads_per_worker),
-        "--heartbeat-ms", str(heartbeat_ms(cfg)),
-        "--heartbeat-misses", str(heartbeat_misses(cfg)),
+        "--heartbeat-ms", str(cfg.pool.heartbeat_ms),
+        "--heartbeat-misses", str(cfg.pool.heartbeat_misses),
+        "--nice", str(cfg.pool.nice),
         "--parent-pid", str(os.getpid()),
     ]
 

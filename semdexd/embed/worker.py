@@ -7,7 +7,9 @@ broker has been silent for ``heartbeat_ms * heartbeat_misses``, or when its pare
 PR_SET_PDEATHSIG=SIGKILL; elsewhere: the parent pid changes).
 
 Test-only hook: with ``SEMDEX_TEST_POISON=<marker>`` in the environment, a batch containing a text
-that contains the marker makes the worker ``os._exit(70)`` (simulates a text that crashes the model).
+that contains the marker makes the worker ``os._exit(70)`` (simulates a text that crashes the model);
+with ``SEMDEX_TEST_HANG=<marker>``, such a batch blocks the compute thread for good while the main
+thread keeps its heartbeat (simulates a model call that never returns).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,6 +45,7 @@ class Options:
     heartbeat_ms: int
     heartbeat_misses: int
     parent_pid: int                 # 0 = remote worker (no parent to watch)
+    nice: int = 0                   # added to this process's CPU niceness at start
     server_public_key: str = ""     # CurveZMQ: the broker's public key (z85)
     secret_key_file: str = ""       # CurveZMQ: this worker's certificate (zmq.auth format)
 
@@ -79,6 +83,7 @@ class Worker:
         self.proc = psutil.Process()
         self.texts = 0
         self.poison = os.environ.get(p.POISON_ENV, "")
+        self.hang = os.environ.get(p.HANG_ENV, "")
         self.current: tuple[Any, Future[Encoded]] | None = None
         self.last_batch: Any = None     # id of the last batch received (lets the broker spot a lost result)
         self.wake_r, self.wake_w = os.pipe()
@@ -97,6 +102,8 @@ class Worker:
         return sock
 
     def run(self) -> int:
+        if self.opts.nice:
+            os.nice(self.opts.nice)  # bulk work yields the CPU to the daemon's queries
         encoder = Encoder(self.opts.info, threads=self.opts.threads)
         ctx = zmq.Context()
         sock = self._socket(ctx)
@@ -164,7 +171,10 @@ class Worker:
         self.last_batch = batch_id
         if self.poison and any(self.poison in t for t in texts):
             os._exit(p.POISON_EXIT)
-        future = pool.submit(encoder.encode, texts)
+        if self.hang and any(self.hang in t for t in texts):
+            future: Future[Encoded] = pool.submit(threading.Event().wait)  # type: ignore[arg-type]
+        else:
+            future = pool.submit(encoder.encode, texts)
         future.add_done_callback(lambda _f: os.write(self.wake_w, b"x"))
         self.current = (batch_id, future)
 
@@ -213,13 +223,14 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--heartbeat-ms", type=int, default=1000)
     parser.add_argument("--heartbeat-misses", type=int, default=10)
     parser.add_argument("--parent-pid", type=int, default=0)
+    parser.add_argument("--nice", type=int, default=0, help="add this to the CPU niceness (0-19)")
     parser.add_argument("--server-public-key", default="", help="CurveZMQ: the broker's public key (z85)")
     parser.add_argument("--secret-key-file", default="", help="CurveZMQ: this worker's certificate")
     args = parser.parse_args(argv)
     return Options(endpoint=args.endpoint, identity=args.identity or f"R-{socket.gethostname()}-{os.getpid()}",
                    info=_model_info(args.info, args.config), threads=args.threads,
                    heartbeat_ms=args.heartbeat_ms, heartbeat_misses=args.heartbeat_misses,
-                   parent_pid=args.parent_pid, server_public_key=args.server_public_key,
+                   parent_pid=args.parent_pid, nice=args.nice, server_public_key=args.server_public_key,
                    secret_key_file=args.secret_key_file)
 
 

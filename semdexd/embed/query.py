@@ -1,0 +1,52 @@
+"""`QueryEncoder`: the daemon's own one-thread encoder for queries, so that a search never waits
+behind bulk batches on the workers (which also run at a lower CPU priority).
+
+Thread-safe: callers take turns (a query costs a few milliseconds). The model loads on first use,
+or up front with `load`. Vectors are those the workers compute for the same text (same model
+files, same compute type; see `Encoder`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from semdexd.embed.model import ModelInfo
+
+MAX_TEXTS = 8   # larger priority calls go to the workers' priority lane
+
+
+class QueryEncoder:
+    """A lazily loaded in-process `Encoder` with one intra-op thread."""
+
+    def __init__(self, info: ModelInfo, tokenizer: Tokenizer | None = None) -> None:
+        self.info = info
+        self._tokenizer = tokenizer
+        self._lock = threading.Lock()
+        self._encoder: object | None = None
+
+    def load(self) -> None:
+        """Load the model now (idempotent)."""
+        with self._lock:
+            self._load()
+
+    def _load(self) -> object:
+        if self._encoder is None:
+            from semdexd.embed.encoder import Encoder
+
+            self._encoder = Encoder(self.info, threads=1, tokenizer=self._tokenizer)
+        return self._encoder
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors [n, dim] of ``texts`` (prefixed and clean), one text at a time: a text's vector
+        never depends on what else was asked. Raises what the model raises."""
+        from semdexd.embed.encoder import Encoder
+
+        with self._lock:
+            encoder = self._load()
+            assert isinstance(encoder, Encoder)
+            return np.vstack([encoder.encode([t]).vectors for t in texts]) if texts else \
+                np.zeros((0, self.info.dim), np.float32)
