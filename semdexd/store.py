@@ -50,6 +50,10 @@ class VectorStore:
         )
         self._apply_ef_search(cfg, name)
         self._max_batch = min(self._client.get_max_batch_size(), 4096)
+        # Chroma's count() costs ~4.5 ms, on every query: cached, and dropped by each write of
+        # ours (the daemon is the store's only writer). `_writes` detects a write racing a count.
+        self._count: int | None = None
+        self._writes = 0
 
     def _apply_ef_search(self, cfg: Config, name: str) -> None:
         """A changed ``hnsw_ef_search`` is written to the collection and, since Chroma applies it
@@ -89,18 +93,36 @@ class VectorStore:
             self._client.delete_collection(name)
 
     def count(self) -> int:
-        return int(self._col.count())
+        """How many vectors the collection holds (cached between our writes)."""
+        cached = self._count
+        if cached is not None:
+            return cached
+        writes = self._writes
+        total = int(self._col.count())
+        if writes == self._writes:
+            self._count = total
+        return total
+
+    def _wrote(self) -> None:
+        self._writes += 1
+        self._count = None
 
     def add(self, ids: Sequence[str], vectors: np.ndarray, metadatas: Sequence[dict[str, Any]]) -> None:
         """Add new ids (never rewrites existing ones: callers add only what is missing)."""
         for start in range(0, len(ids), self._max_batch):
             end = start + self._max_batch
-            self._col.add(ids=list(ids[start:end]), embeddings=vectors[start:end],
-                          metadatas=list(metadatas[start:end]))
+            try:
+                self._col.add(ids=list(ids[start:end]), embeddings=vectors[start:end],
+                              metadatas=list(metadatas[start:end]))
+            finally:
+                self._wrote()
 
     def delete(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), self._max_batch):
-            self._col.delete(ids=list(ids[start:start + self._max_batch]))
+            try:
+                self._col.delete(ids=list(ids[start:start + self._max_batch]))
+            finally:
+                self._wrote()
 
     def existing(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` the store holds."""

@@ -32,6 +32,10 @@ def test_add_delete_existing_query_and_filters(tmp_path):
     assert exact == sorted(exact, key=lambda n: -n.score)
     store.delete(["id0", "id1", "missing"])
     assert store.all_ids() == {"id2", "id3", "id4", "id5"}
+    assert store.count() == 4, "the cached count follows our own writes"
+    store.add(["id9"], vecs[:1], [chunk_metadata(paths[0], "md")])
+    assert store.count() == 5 == store._col.count()
+    assert len(store.query(vecs[0], 10)) == 5
     assert set(store.vectors(["id2"])) == {"id2"}
 
 

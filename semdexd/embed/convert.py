@@ -12,8 +12,9 @@ non-embedding parameters (used for the FLOP estimate of the benchmark).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from ctranslate2.specs import common_spec, transformer_spec

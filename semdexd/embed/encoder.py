@@ -27,21 +27,21 @@ class Encoded:
 def pool_hidden(hidden: np.ndarray, lengths: np.ndarray, mode: str) -> np.ndarray:
     """Pool ``hidden`` [n, T, d] over the first ``lengths[i]`` positions of each row."""
     if mode == "cls":
-        return hidden[:, 0, :].astype(np.float32, copy=True)
+        return np.array(hidden[:, 0, :], dtype=np.float32)
     mask = (np.arange(hidden.shape[1])[None, :] < lengths[:, None])[:, :, None]
     if mode == "max":
-        return np.where(mask, hidden, -np.inf).max(axis=1).astype(np.float32)
+        return np.asarray(np.where(mask, hidden, -np.inf).max(axis=1), dtype=np.float32)
     summed = (hidden * mask).sum(axis=1, dtype=np.float32)
     counts = np.maximum(lengths, 1).astype(np.float32)[:, None]
     if mode == "mean_sqrt_len":
-        return summed / np.sqrt(counts)
-    return summed / counts
+        return np.asarray(summed / np.sqrt(counts), dtype=np.float32)
+    return np.asarray(summed / counts, dtype=np.float32)
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 class Encoder:

@@ -38,7 +38,7 @@ class ProtocolError(ValueError):
 def pack(kind: str, **fields: Any) -> bytes:
     """One message frame."""
     fields["t"] = kind
-    return msgpack.packb(fields, use_bin_type=True)
+    return bytes(msgpack.packb(fields, use_bin_type=True))
 
 
 def unpack(frame: bytes) -> dict[str, Any]:

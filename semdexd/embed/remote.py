@@ -25,7 +25,7 @@ def authorized_dir(secret_key_file: Path) -> Path:
     return secret_key_file.parent / AUTHORIZED_DIR
 
 
-def bind_remote(ctx: zmq.Context, endpoint: str, secret_key_file: str) -> tuple[zmq.Socket, ThreadAuthenticator]:
+def bind_remote(ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, secret_key_file: str) -> tuple[zmq.Socket[bytes], ThreadAuthenticator]:
     """Bind the CurveZMQ ROUTER at ``endpoint``; ValueError with a clear message if misconfigured."""
     if not secret_key_file:
         raise ValueError("[pool] remote_endpoint needs curve_secret_key_file (workers on other hosts must be "

@@ -62,7 +62,7 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(0)
 
 
-def _send(sock: zmq.Socket, frame: bytes) -> None:
+def _send(sock: zmq.Socket[bytes], frame: bytes) -> None:
     """Send without ever blocking: if the broker is gone, the frame does not matter."""
     try:
         sock.send(frame, flags=zmq.NOBLOCK)
@@ -71,7 +71,7 @@ def _send(sock: zmq.Socket, frame: bytes) -> None:
 
 
 def _rss_mb(proc: psutil.Process) -> float:
-    return round(proc.memory_info().rss / 2**20, 1)
+    return round(float(proc.memory_info().rss) / 2**20, 1)
 
 
 class Worker:
@@ -88,7 +88,7 @@ class Worker:
         self.last_batch: Any = None     # id of the last batch received (lets the broker spot a lost result)
         self.wake_r, self.wake_w = os.pipe()
 
-    def _socket(self, ctx: zmq.Context) -> zmq.Socket:
+    def _socket(self, ctx: zmq.Context[zmq.Socket[bytes]]) -> zmq.Socket[bytes]:
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.IDENTITY, self.opts.identity.encode())
         sock.setsockopt(zmq.LINGER, 1000)
@@ -117,7 +117,7 @@ class Worker:
             sock.close(linger=500)
             ctx.term()
 
-    def _loop(self, sock: zmq.Socket, encoder: Encoder, pool: ThreadPoolExecutor) -> int:
+    def _loop(self, sock: zmq.Socket[bytes], encoder: Encoder, pool: ThreadPoolExecutor) -> int:
         beat = self.opts.heartbeat_ms / 1000
         silence_limit = beat * self.opts.heartbeat_misses
         last_heard = last_beat = time.monotonic()
@@ -145,7 +145,7 @@ class Worker:
             if self.opts.parent_pid and os.getppid() != self.opts.parent_pid:
                 return self._leave(sock, "parent_gone", 4)
 
-    def _on_message(self, frame: bytes, sock: zmq.Socket, encoder: Encoder, pool: ThreadPoolExecutor) -> str:
+    def _on_message(self, frame: bytes, sock: zmq.Socket[bytes], encoder: Encoder, pool: ThreadPoolExecutor) -> str:
         """Handle one broker message; returns a reason to exit, or ""."""
         try:
             message = p.unpack(frame)
@@ -159,7 +159,7 @@ class Worker:
             self._start_batch(message, sock, encoder, pool)
         return ""
 
-    def _start_batch(self, message: dict[str, Any], sock: zmq.Socket, encoder: Encoder, pool: ThreadPoolExecutor) -> None:
+    def _start_batch(self, message: dict[str, Any], sock: zmq.Socket[bytes], encoder: Encoder, pool: ThreadPoolExecutor) -> None:
         batch_id, texts = message.get("id"), message.get("texts")
         if self.current is not None:
             _send(sock, p.pack(p.ERROR, id=batch_id, msg="worker busy", busy=True, rss=_rss_mb(self.proc),
@@ -178,7 +178,7 @@ class Worker:
         future.add_done_callback(lambda _f: os.write(self.wake_w, b"x"))
         self.current = (batch_id, future)
 
-    def _send_result_if_done(self, sock: zmq.Socket) -> None:
+    def _send_result_if_done(self, sock: zmq.Socket[bytes]) -> None:
         if self.current is None or not self.current[1].done():
             return
         batch_id, future = self.current
@@ -195,7 +195,7 @@ class Worker:
                          dim=int(done.vectors.shape[1]), tokens=done.tokens, padded=done.padded,
                          rss=_rss_mb(self.proc), texts=self.texts))
 
-    def _leave(self, sock: zmq.Socket, reason: str, code: int) -> int:
+    def _leave(self, sock: zmq.Socket[bytes], reason: str, code: int) -> int:
         self.log.info("worker_exit", reason=reason, texts=self.texts)
         _send(sock, p.pack(p.BYE, reason=reason))
         return code
