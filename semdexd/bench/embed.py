@@ -39,6 +39,7 @@ from typing import Any
 
 import psutil
 
+from semdexd.bench.sampling import Sampler
 from semdexd.config import Config
 
 TARGET_TOKENS = 160
@@ -118,34 +119,24 @@ def matmul_gflops(threads: int) -> float:
     return round(float(out.stdout.strip()), 1)
 
 
-class PeakRss:
+class PeakRss(Sampler):
     """Peak RSS (MB) of this process (``self_mb``) and of each of its children (``peaks``),
     sampled every 50 ms while active."""
 
     def __init__(self) -> None:
+        super().__init__(0.05)
         self.self_mb = 0.0
         self.peaks: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._me = psutil.Process()
 
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.wait(0.05):
-            self.self_mb = max(self.self_mb, me.memory_info().rss / 2**20)
-            for child in me.children():
-                try:
-                    rss = child.memory_info().rss / 2**20
-                except psutil.Error:
-                    continue
-                self.peaks[child.pid] = max(self.peaks.get(child.pid, 0.0), rss)
+    def sample(self) -> None:
+        self.self_mb = max(self.self_mb, self._me.memory_info().rss / 2**20)
+        for child in self._me.children():
+            try:
+                rss = child.memory_info().rss / 2**20
+            except psutil.Error:
+                continue
+            self.peaks[child.pid] = max(self.peaks.get(child.pid, 0.0), rss)
 
 
 def _cpu_seconds(pids: list[int]) -> float:

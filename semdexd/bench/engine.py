@@ -28,7 +28,6 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -37,6 +36,7 @@ from typing import Any, Self
 
 import psutil
 
+from semdexd.bench.sampling import Sampler
 from semdexd.config import Config
 
 ASKS = ("how to read a zip archive", "parse command line arguments", "retry a failed network request",
@@ -150,32 +150,20 @@ def memory() -> dict[str, Any]:
     return out
 
 
-class Sampler:
-    """Samples `memory` every ``every`` seconds on a thread; keeps (t, total_rss) and the peak."""
+class MemorySampler(Sampler):
+    """Samples `memory` every ``every`` seconds; keeps (t, total_rss) and the peak."""
 
     def __init__(self, every: float) -> None:
-        self.every = every
+        super().__init__(every)
         self.samples: list[tuple[float, float]] = []
         self.peak: dict[str, Any] = {"total_rss_mb": 0.0}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._start = time.monotonic()
 
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        start = time.monotonic()
-        while not self._stop.is_set():
-            now = memory()
-            self.samples.append((time.monotonic() - start, now["total_rss_mb"]))
-            if now["total_rss_mb"] > self.peak["total_rss_mb"]:
-                self.peak = now
-            self._stop.wait(self.every)
+    def sample(self) -> None:
+        now = memory()
+        self.samples.append((time.monotonic() - self._start, now["total_rss_mb"]))
+        if now["total_rss_mb"] > self.peak["total_rss_mb"]:
+            self.peak = now
 
 
 # ---------------------------------------------------------------- latency
@@ -237,7 +225,7 @@ def import_costs() -> list[dict[str, Any]]:
 
 def footprint(cfg: Config, files: int, idle_s: float) -> dict[str, Any]:
     with Daemon(cfg, files, idle_shutdown_s=idle_s) as d:
-        with Sampler(0.5) as sampler:
+        with MemorySampler(0.5) as sampler:
             if not _wait(lambda: not d.indexing(), 3600):
                 raise RuntimeError("the index did not finish")
         indexed = memory()
@@ -261,7 +249,7 @@ def soak(cfg: Config, files: int, minutes: float) -> dict[str, Any]:
             raise RuntimeError("the index did not finish")
         targets = sorted(d.corpus.glob("*.py"))
         edits = 0
-        with Sampler(10.0) as sampler:
+        with MemorySampler(10.0) as sampler:
             end = time.monotonic() + minutes * 60
             while time.monotonic() < end:
                 path = targets[edits % len(targets)]

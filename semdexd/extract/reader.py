@@ -24,13 +24,14 @@ class ReadResult:
     reason: str = ""
 
 
-def describe_size(max_bytes: int) -> str:
-    """``10485760`` -> ``"10 MB"`` (binary megabytes, as ``max_file_mb`` in the config)."""
-    if max_bytes >= 1 << 20:
-        return f"{max_bytes / (1 << 20):g} MB"
-    if max_bytes >= 1 << 10:
-        return f"{max_bytes / (1 << 10):g} KB"
-    return f"{max_bytes} bytes"
+def describe_size(size: int, unit: str = "bytes") -> str:
+    """``10485760`` -> ``"10 MB"`` (binary megabytes, as ``max_file_mb`` in the config);
+    below 1 KB, the number and ``unit``."""
+    if size >= 1 << 20:
+        return f"{size / (1 << 20):g} MB"
+    if size >= 1 << 10:
+        return f"{size / (1 << 10):g} KB"
+    return f"{size} {unit}"
 
 
 def read_bytes(path: Path, *, max_bytes: int) -> ReadResult:

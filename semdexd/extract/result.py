@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from semdexd.extract.reader import describe_size
+
 Status = Literal["ok", "skipped", "failed"]
 
 
@@ -53,11 +55,7 @@ class DocText:
 
 def describe_chars(chars: int) -> str:
     """``8388608`` -> ``"8 MB"`` (text size; one character counted as one byte)."""
-    if chars >= 1 << 20:
-        return f"{chars / (1 << 20):g} MB"
-    if chars >= 1 << 10:
-        return f"{chars / (1 << 10):g} KB"
-    return f"{chars} characters"
+    return describe_size(chars, unit="characters")
 
 
 def truncated_reason(max_chars: int) -> str:
