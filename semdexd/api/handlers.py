@@ -151,6 +151,8 @@ class Api:
     def _indexing_progress(self) -> dict[str, int] | None:
         """``{"done", "total"}`` files while files wait to be indexed (the first index, a large
         batch, or a paused indexer), else None."""
+        if self.svc.state() == "idle":  # the common case, without counting the manifest's rows
+            return None
         p = self.svc.progress()
         if p["files_queued"] == 0 and p["state"] != "starting":
             return None

@@ -17,6 +17,7 @@ Standard library only: the client imports this module and must start fast.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import typing
@@ -170,7 +171,19 @@ class FieldSpec:
 
 
 def field_specs(cls: type[Request]) -> tuple[FieldSpec, ...]:
-    """The wire view of ``cls``'s fields, in declaration order."""
+    """The wire view of ``cls``'s fields, in declaration order (computed once per method:
+    resolving the type hints costs more than validating a request)."""
+    if METHODS.get(cls.method) is cls:
+        return _method_specs(cls.method)
+    return _specs(cls)
+
+
+@functools.cache
+def _method_specs(method: str) -> tuple[FieldSpec, ...]:
+    return _specs(METHODS[method])
+
+
+def _specs(cls: type[Request]) -> tuple[FieldSpec, ...]:
     hints = typing.get_type_hints(cls)
     out = []
     for f in fields(cls):  # type: ignore[arg-type]
