@@ -2,7 +2,7 @@
 
 `Service` is built once by `semdexd run`. `start()` returns at once; the model is prepared and the
 initial reconcile scan runs in the background while `status` reports ``starting``. The socket
-API lives in `semdexd.api.handlers` (`handlers()` builds its map); this module keeps the
+API lives in `semdexd.handlers` (`handlers()` builds its map); this module keeps the
 lifecycle and the views it reads (`state`, `status`, `ready`).
 """
 
@@ -276,8 +276,8 @@ class Service:
         return replace(new, **{name: getattr(self.cfg, name) for name in INDEX_SHAPE})
 
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
-        """The socket API's handler map (semdexd.api.handlers)."""
-        from semdexd.api.handlers import Api
+        """The socket API's handler map (semdexd.handlers)."""
+        from semdexd.handlers import Api
 
         return Api(self).handlers()
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from semdexd.api import schema
-from semdexd.api.handlers import Api
+from semdexd.handlers import Api
 from semdexd.api.types import (
     METHODS,
     SESSION_METHODS,

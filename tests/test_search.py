@@ -141,7 +141,7 @@ def test_broad_filter_fallback_still_applies_every_condition(svc, monkeypatch):
 
 
 def ask(svc: Service, **params) -> dict:
-    from semdexd.api.handlers import Api
+    from semdexd.handlers import Api
 
     return Api(svc).handlers()["search"]({"cwd": str(svc.folder), **params})
 

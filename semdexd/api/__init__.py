@@ -1,6 +1,6 @@
-"""semdexd's typed API: one request type per method (`types`), their JSON Schema (`schema`),
-and the handlers that serve them (`handlers`, imported only by the daemon).
+"""semdexd's typed API: one request type per method (`types`) and their JSON Schema (`schema`).
 
-`semdexd.api.types` and `semdexd.api.schema` import only the standard library: the client and
-the MCP server use them to validate and describe requests without loading the daemon.
+Both import only the standard library: the client, the MCP server and the search code use them
+to validate and describe requests without loading the daemon. The handlers that serve these
+requests live a floor above, in `semdexd.handlers`.
 """

@@ -120,7 +120,7 @@ class Daemon:
         return self.svc.state() != "idle"
 
     def search_ms(self, i: int) -> float:
-        from semdexd.api.handlers import Api
+        from semdexd.handlers import Api
 
         search = Api(self.svc).handlers()["search"]
         start = time.perf_counter()
