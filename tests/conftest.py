@@ -79,6 +79,26 @@ def make_config() -> Iterator[MakeConfig]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture
+def make_pool(make_config: MakeConfig, tmp_path: Path, model_info: ModelInfo) -> Iterator[Callable[..., Any]]:
+    """Factory of started embedding pools (no cache, fast heartbeats) -> (pool, config); every
+    pool made is closed after the test."""
+    from semdexd.embed.pool import EmbedPool
+
+    pools: list[EmbedPool] = []
+
+    def make(**pool: Any) -> tuple[EmbedPool, Config]:
+        cfg = make_config(tmp_path, pool={"cache_mb": 0, "heartbeat_ms": 200, **pool})
+        instance = EmbedPool(cfg, model_info)
+        instance.start()
+        pools.append(instance)
+        return instance, cfg
+
+    yield make
+    for instance in pools:
+        instance.close()
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory):
     """A real `semdexd run` (no model: its Service reports an error state) for socket and CLI

@@ -108,6 +108,16 @@ def snapshot(inst: Instance) -> tuple[set[str], set[str], dict[str, str]]:
     return out
 
 
+def assert_like_clean_run(inst: Instance, clean: tuple[set[str], set[str], dict[str, str]]) -> None:
+    """The index of ``inst`` (no daemon running) equals the clean run's: same files, same chunk
+    ids, and the store holds exactly the manifest's ids."""
+    chunk_ids, store_ids, files_now = snapshot(inst)
+    want_ids, _, want_files = clean
+    assert files_now == want_files
+    assert chunk_ids == want_ids
+    assert store_ids == chunk_ids, (len(store_ids - chunk_ids), len(chunk_ids - store_ids))
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("degraded") / "corpus"
@@ -194,11 +204,7 @@ def test_full_disk_degrades_keeps_serving_and_recovers_like_a_clean_run(tmp_path
         d.stop()
         print(f"resumed {resumed_s:.1f}s after the disk freed; stop while degraded {took:.1f}s; "
               f"after a restart on the full disk: idle {restarted_s:.1f}s after it freed")
-        chunk_ids, store_ids, files_now = snapshot(inst)
-        want_ids, _, want_files = clean
-        assert files_now == want_files
-        assert chunk_ids == want_ids
-        assert store_ids == chunk_ids, (len(store_ids - chunk_ids), len(chunk_ids - store_ids))
+        assert_like_clean_run(inst, clean)
     finally:
         for p in held.iterdir():
             p.rename(corpus / p.name)
@@ -280,11 +286,7 @@ def test_chroma_server_killed_and_restarted_mid_index(tmp_path, corpus, clean):
         wait_for(lambda: d.state() == "idle", timeout=120, what="indexing resumed with the server back")
         print(f"chroma run answered in {up_s:.1f}s; idle {time.monotonic() - back:.1f}s after restarting it")
         d.stop()
-        chunk_ids, store_ids, files_now = snapshot(inst)
-        want_ids, _, want_files = clean
-        assert files_now == want_files
-        assert chunk_ids == want_ids
-        assert store_ids == chunk_ids, (len(store_ids - chunk_ids), len(chunk_ids - store_ids))
+        assert_like_clean_run(inst, clean)
     finally:
         for p in held.iterdir():
             p.rename(corpus / p.name)
@@ -315,9 +317,7 @@ def test_sighup_with_changed_chunk_settings_keeps_the_live_index(tmp_path, corpu
         assert {p.name for p in index_root.iterdir()} == live
         assert d.call("search", query="degraded daemon keeps answering", limit=3)["hits"]
         d.stop()
-        chunk_ids, store_ids, files_now = snapshot(inst)
-        want_ids, _, want_files = clean
-        assert files_now == want_files and chunk_ids == want_ids and store_ids == chunk_ids
+        assert_like_clean_run(inst, clean)
     finally:
         if d.proc.poll() is None:
             d.proc.kill()
@@ -423,9 +423,7 @@ def test_a_write_stuck_in_native_code_holding_the_gil_still_ends_the_process(tmp
         assert rc == 1, rc
         assert "Thread" in log.read_text(errors="replace"), "the watchdog dumps every thread's stack"
         run_to_idle(inst, log)
-        chunk_ids, store_ids, files_now = snapshot(inst)
-        want_ids, _, want_files = clean
-        assert files_now == want_files and chunk_ids == want_ids and store_ids == chunk_ids
+        assert_like_clean_run(inst, clean)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ import psutil
 import pytest
 import zmq.auth
 
-from semdexd.config import Config
 from semdexd.embed.encoder import Encoder
 from semdexd.embed.jobs import EmbedFailure
 from semdexd.embed.pool import EmbedPool
@@ -37,22 +35,6 @@ def words(i: int, n: int) -> str:
     source = inspect.getsource(textwrap).split()
     start = (i * 53) % (len(source) - n)
     return " ".join(source[start:start + n])
-
-
-@pytest.fixture
-def make_pool(make_config, tmp_path, model_info) -> Iterator[Callable[..., tuple[EmbedPool, Config]]]:
-    pools: list[EmbedPool] = []
-
-    def make(**pool: Any) -> tuple[EmbedPool, Config]:
-        cfg = make_config(tmp_path, pool={"cache_mb": 0, "heartbeat_ms": 200, **pool})
-        instance = EmbedPool(cfg, model_info)
-        instance.start()
-        pools.append(instance)
-        return instance, cfg
-
-    yield make
-    for instance in pools:
-        instance.close()
 
 
 def gone(pid: int) -> bool:

@@ -14,13 +14,12 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import psutil
 import pytest
 
-from semdexd.config import Config
 from semdexd.embed.encoder import Encoder
 from semdexd.embed.model import ModelInfo
 from semdexd.embed.pool import EmbedFailure, EmbedPool, PoolClosedError
@@ -35,22 +34,6 @@ def prose(i: int, words: int = 120) -> str:
     source = inspect.getsource(textwrap).split()
     start = (i * 37) % (len(source) - words)
     return f"chunk {i}: " + " ".join(source[start:start + words])
-
-
-@pytest.fixture
-def make_pool(make_config, tmp_path, model_info) -> Iterator[Callable[..., tuple[EmbedPool, Config]]]:
-    pools: list[EmbedPool] = []
-
-    def make(**pool: Any) -> tuple[EmbedPool, Config]:
-        cfg = make_config(tmp_path, pool={"cache_mb": 0, "heartbeat_ms": 200, **pool})
-        instance = EmbedPool(cfg, model_info)
-        instance.start()
-        pools.append(instance)
-        return instance, cfg
-
-    yield make
-    for instance in pools:
-        instance.close()
 
 
 @pytest.fixture(scope="module")
