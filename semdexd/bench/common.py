@@ -1,14 +1,35 @@
-"""A background sampler for benchmarks: calls `sample()` every ``every`` seconds on a thread
-while the ``with`` block runs, and once more when it ends."""
+"""What the benchmarks share: waiting on a condition with a deadline, indexing a service to
+idle, and a background `Sampler`."""
 
 from __future__ import annotations
 
 import threading
-from typing import Self
+import time
+from collections.abc import Callable
+from typing import Any, Self
+
+
+def wait_until(pred: Callable[[], Any], timeout: float, step: float = 0.05) -> bool:
+    """Poll ``pred`` every ``step`` seconds until it is truthy (True) or ``timeout`` passes (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)  # bench only: polling the daemon's state with a deadline
+    return False
+
+
+def until_idle(svc: Any, timeout: float, step: float = 0.05) -> None:
+    """Wait for a started `Service` to finish indexing; RuntimeError if it failed or timed out."""
+    if not wait_until(lambda: svc.error or svc.state() == "idle", timeout, step):
+        raise RuntimeError(f"indexing did not finish within {timeout:g} s")
+    if svc.error:
+        raise RuntimeError(svc.error)
 
 
 class Sampler:
-    """Subclasses implement `sample`; `__exit__` stops the thread and waits for it."""
+    """Calls `sample()` every ``every`` seconds on a thread while the ``with`` block runs (once
+    at its start); subclasses implement `sample`; `__exit__` stops the thread and waits for it."""
 
     def __init__(self, every: float) -> None:
         self.every = every

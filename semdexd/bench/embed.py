@@ -39,7 +39,7 @@ from typing import Any
 
 import psutil
 
-from semdexd.bench.sampling import Sampler
+from semdexd.bench.common import Sampler
 from semdexd.config import Config
 
 TARGET_TOKENS = 160

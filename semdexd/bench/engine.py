@@ -29,14 +29,13 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
 
 import psutil
 
-from semdexd.bench.sampling import Sampler
+from semdexd.bench.common import Sampler, wait_until
 from semdexd.config import Config
 
 ASKS = ("how to read a zip archive", "parse command line arguments", "retry a failed network request",
@@ -49,15 +48,6 @@ def _pct(values: list[float], q: int) -> float | None:
         return None
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))], 1)
-
-
-def _wait(pred: Callable[[], Any], timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)  # bench only: polling the daemon's state with a deadline
-    return False
 
 
 def stdlib_corpus(dest: Path, files: int) -> Path:
@@ -105,7 +95,7 @@ class Daemon:
 
     def __enter__(self) -> Self:
         self.svc.start()
-        if not _wait(lambda: self.svc.error or self.svc.pool is not None and self.svc.searcher is not None, 300):
+        if not wait_until(lambda: self.svc.error or self.svc.pool is not None and self.svc.searcher is not None, 300):
             raise RuntimeError("the service did not start")
         if self.svc.error:
             raise RuntimeError(self.svc.error)
@@ -176,12 +166,12 @@ def latency(cfg: Config, files: int, queries: int, source: Path | None) -> dict[
         busy: list[float] = []
         busy_embed: list[float] = []
         start = time.perf_counter()
-        _wait(lambda: d.svc.status({}).get("chunks", 0) > 0, 300)
+        wait_until(lambda: d.svc.status({}).get("chunks", 0) > 0, 300)
         while d.indexing() and len(busy) < queries:
             busy.append(d.search_ms(len(busy)))
             busy_embed.append(d.embed_ms(len(busy)))
             time.sleep(0.1)  # spread the queries over the bulk index
-        if not _wait(lambda: not d.indexing(), 3600):
+        if not wait_until(lambda: not d.indexing(), 3600):
             raise RuntimeError("the index did not finish")
         wall = time.perf_counter() - start
         status = d.svc.status({})
@@ -226,11 +216,11 @@ def import_costs() -> list[dict[str, Any]]:
 def footprint(cfg: Config, files: int, idle_s: float) -> dict[str, Any]:
     with Daemon(cfg, files, idle_shutdown_s=idle_s) as d:
         with MemorySampler(0.5) as sampler:
-            if not _wait(lambda: not d.indexing(), 3600):
+            if not wait_until(lambda: not d.indexing(), 3600):
                 raise RuntimeError("the index did not finish")
         indexed = memory()
-        _wait(lambda: d.svc.pool.stats().get("parked"), idle_s + 60)  # (an engine without parking: times out)
-        _wait(lambda: not psutil.Process().children(), 30)
+        wait_until(lambda: d.svc.pool.stats().get("parked"), idle_s + 60)  # (an engine without parking: times out)
+        wait_until(lambda: not psutil.Process().children(), 30)
         d.search_ms(0)
         parked = memory()
         first = d.search_ms(1)
@@ -245,7 +235,7 @@ def footprint(cfg: Config, files: int, idle_s: float) -> dict[str, Any]:
 
 def soak(cfg: Config, files: int, minutes: float) -> dict[str, Any]:
     with Daemon(cfg, files) as d:
-        if not _wait(lambda: not d.indexing(), 3600):
+        if not wait_until(lambda: not d.indexing(), 3600):
             raise RuntimeError("the index did not finish")
         targets = sorted(d.corpus.glob("*.py"))
         edits = 0
@@ -258,7 +248,7 @@ def soak(cfg: Config, files: int, minutes: float) -> dict[str, Any]:
                 path.write_text("\n".join(lines), encoding="utf-8")
                 edits += 1
                 time.sleep(1.0)  # the edit rate of the soak
-            _wait(lambda: not d.indexing(), 120)
+            wait_until(lambda: not d.indexing(), 120)
         pool = d.svc.pool.stats()
     steady = [(t, m) for t, m in sampler.samples if t >= 60] or sampler.samples
     return {"minutes": minutes, "files": files, "edits": edits, "samples": len(sampler.samples),

@@ -20,17 +20,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from semdexd.bench.common import until_idle, wait_until
 from semdexd.bench.embed import PeakRss
 from semdexd.config import Config
-
-
-def _wait(pred: Any, timeout: float, step: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return False
 
 
 def _bench_config(cfg: Config, corpus: Path, work: Path, workers: int | None) -> Config:
@@ -58,7 +50,7 @@ def _edit_files(svc: Any, corpus: Path, count: int) -> tuple[list[float], list[i
             row = svc.manifest.file(path)
             return row is not None and row.mtime_ns == p.stat().st_mtime_ns and svc.state() == "idle"
 
-        if _wait(searchable, 60):
+        if wait_until(searchable, 60, 0.01):
             latencies.append(time.perf_counter() - start)
             reembedded.append(svc.metrics.snapshot()["counters"].get("chunks_embedded", 0) - before)
     return latencies, reembedded
@@ -94,10 +86,7 @@ def run(cfg: Config, source: Path, edits: int, workers: int | None) -> dict[str,
         with PeakRss() as rss:
             start = time.perf_counter()
             svc.start()
-            if not _wait(lambda: svc.error or svc.state() == "idle", 3600, 0.05):
-                raise RuntimeError("index did not finish within an hour")
-            if svc.error:
-                raise RuntimeError(svc.error)
+            until_idle(svc, 3600)
             wall = time.perf_counter() - start
             status = svc.status()
             latencies, reembedded = _edit_files(svc, corpus, edits)

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from semdexd.bench.common import until_idle
 from semdexd.bench.devsets import Item, load, materialise
 from semdexd.config import Config
 from semdexd.search import scoring
@@ -68,13 +69,7 @@ def _index(cfg: Config, corpus: Path, work: Path) -> Any:
                    index=replace(cfg.index, folders=(corpus,), reconcile_interval_s=0))
     svc = Service(bcfg)
     svc.start()
-    deadline = time.monotonic() + 7200
-    while not (svc.error or svc.state() == "idle"):
-        if time.monotonic() > deadline:
-            raise RuntimeError("indexing the quality corpus took over 2 hours")
-        time.sleep(0.1)
-    if svc.error:
-        raise RuntimeError(svc.error)
+    until_idle(svc, 7200, 0.1)
     return svc
 
 

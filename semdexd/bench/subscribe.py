@@ -21,7 +21,8 @@ from typing import Any
 
 import msgpack
 
-from semdexd.bench.index import _bench_config, _wait
+from semdexd.bench.common import until_idle, wait_until
+from semdexd.bench.index import _bench_config
 from semdexd.config import Config
 
 WORDS = ["index", "search", "vector", "chunk", "model", "socket", "daemon", "worker", "query", "folder", "file", "line", "token", "editor", "plugin", "progress", "event", "state", "idle", "queue"]
@@ -56,14 +57,11 @@ def run_once(cfg: Config, source: Path, subscriber: bool) -> dict[str, Any]:
     server.start()
     stuck = _stuck_subscriber(bcfg.socket_path) if subscriber else None
     try:
-        if stuck is not None and not _wait(lambda: svc.events.subscribers == 1, 30):
+        if stuck is not None and not wait_until(lambda: svc.events.subscribers == 1, 30):
             raise RuntimeError("the subscriber was not registered")
         start = time.perf_counter()
         svc.start()
-        if not _wait(lambda: svc.error or svc.state() == "idle", 3600, 0.02):
-            raise RuntimeError("index did not finish within an hour")
-        if svc.error:
-            raise RuntimeError(svc.error)
+        until_idle(svc, 3600, 0.02)
         wall = time.perf_counter() - start
         chunks = svc.progress()["chunks"]
     finally:
