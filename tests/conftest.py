@@ -105,8 +105,14 @@ def live(tmp_path_factory: pytest.TempPathFactory):
     tests; one per test module."""
     from tests.test_daemon import DaemonProcess
 
+    from semdexd.protocol import call_json
+    from tests.support import wait_for
+
     d = DaemonProcess(tmp_path_factory.mktemp("live"))
     d.run()
     d.wait_ready()
+    # It answers while still "starting"; tests expect the settled state (a loaded machine once
+    # ran one before the failed model load had been reported).
+    wait_for(lambda: call_json(d.socket, "status")["state"] == "error", 60, "the model-less start to fail")
     yield d
     d.cleanup()

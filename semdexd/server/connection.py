@@ -173,24 +173,27 @@ class Connection:
         self._requests += 1
         self._dispatching = True
         try:
-            return self._answer(item)
+            payload = self._answer(item)
+            # The request's moment is when its answer is ready, before the reply leaves: a client
+            # that connects again as soon as it has the reply must find this connection older.
+            self.last_active = time.monotonic()
+            return True if payload is None else self._send(payload)
         finally:
             self._dispatching = False
-            self.last_active = time.monotonic()
 
-    def _answer(self, request: Request) -> bool:
+    def _answer(self, request: Request) -> bytes | None:
+        """The reply to ``request`` (None for a notification)."""
         assert self._codec is not None
         name = self._session_method(request.method)
         err, result = self._session(name, request.params) if name else \
             self._dispatcher.dispatch(request.method, request.params)
         if request.notify:
-            return True
+            return None
         try:
-            payload = self._codec.reply(request.msgid, err, result)
+            return self._codec.reply(request.msgid, err, result)
         except (TypeError, ValueError, OverflowError) as exc:
             self._log.exception("reply_encoding_failed", method=request.method)
-            payload = self._codec.reply(request.msgid, error("internal", f"result could not be encoded: {exc}"), None)
-        return self._send(payload)
+            return self._codec.reply(request.msgid, error("internal", f"result could not be encoded: {exc}"), None)
 
     def _send(self, payload: bytes) -> bool:
         try:
