@@ -19,6 +19,14 @@ def wait_until(pred: Callable[[], Any], timeout: float, step: float = 0.05) -> b
     return False
 
 
+def percentile(values: list[float], q: int) -> float | None:
+    """The ``q``-th percentile of ``values`` (nearest rank), rounded to 0.1; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))], 1)
+
+
 def until_idle(svc: Any, timeout: float, step: float = 0.05) -> None:
     """Wait for a started `Service` to finish indexing; RuntimeError if it failed or timed out."""
     if not wait_until(lambda: svc.error or svc.state() == "idle", timeout, step):

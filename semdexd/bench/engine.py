@@ -36,18 +36,12 @@ from typing import Any, Self
 import psutil
 
 from semdexd.bench.common import Sampler, wait_until
+from semdexd.bench.common import percentile as _pct
 from semdexd.config import Config
 
 ASKS = ("how to read a zip archive", "parse command line arguments", "retry a failed network request",
         "format a date as ISO 8601", "compare two files line by line", "where are temporary files created",
         "thread safe queue", "decode base64 text", "walk a directory tree", "send an email message")
-
-
-def _pct(values: list[float], q: int) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))], 1)
 
 
 def stdlib_corpus(dest: Path, files: int) -> Path:
