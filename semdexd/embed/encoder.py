@@ -12,7 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 from tokenizers import Tokenizer
 
+from semdexd.embed.errors import ModelError
 from semdexd.embed.model import ModelInfo, load_tokenizer, model_ids
+
+# A question, its paraphrase, an unrelated sentence: any trained embedder puts the first two nearer.
+PROBES = ("how do I read a file line by line", "open the file and iterate over each of its lines",
+          "a red fox sleeps in the afternoon sun")
 
 
 @dataclass(frozen=True)
@@ -76,3 +81,28 @@ class Encoder:
             vectors = normalize(vectors)
         tokens = sum(len(row) for row in ids)
         return Encoded(vectors, tokens, tokens)
+
+
+def check_output(encoder: Encoder) -> None:
+    """Raise `ModelError` unless ``encoder`` computes sane vectors in this process: finite, equal on
+    two runs of the same texts, and a paraphrase nearer than an unrelated sentence (`PROBES`).
+
+    CTranslate2 under a W^X memory policy (systemd ``MemoryDenyWriteExecute=``, prctl
+    ``PR_SET_MDWE``) raises nothing but returns wrong vectors (different on every call); an index
+    built from them is silently useless, so a process that holds an encoder checks it first.
+    """
+    first, second = encoder.encode(PROBES).vectors, encoder.encode(PROBES).vectors
+    where = f"model {encoder.info.name} ({encoder.info.compute_type})"
+    if not (np.isfinite(first).all() and np.isfinite(second).all()):
+        raise ModelError(f"{where}: returned NaN or infinite vectors here; {_HINT}")
+    if float(np.abs(first - second).max()) > 1e-3:
+        raise ModelError(f"{where}: the same text gave different vectors on two runs; {_HINT}")
+    unit = normalize(first)
+    if float(unit[0] @ unit[1]) <= float(unit[0] @ unit[2]):
+        raise ModelError(f"{where}: a paraphrase is not nearer than an unrelated sentence; the model files "
+                         f"may be damaged (delete the converted folder {encoder.info.ct2_dir} to convert "
+                         f"again), or {_HINT}")
+
+
+_HINT = ("CTranslate2 cannot run correctly under this process's memory policy (is MemoryDenyWriteExecute= "
+         "or prctl PR_SET_MDWE set? remove it)")

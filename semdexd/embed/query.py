@@ -29,15 +29,17 @@ class QueryEncoder:
         self._encoder: object | None = None
 
     def load(self) -> None:
-        """Load the model now (idempotent)."""
+        """Load the model now and check its output (idempotent); `ModelError` if it is wrong here."""
         with self._lock:
             self._load()
 
     def _load(self) -> object:
         if self._encoder is None:
-            from semdexd.embed.encoder import Encoder
+            from semdexd.embed.encoder import Encoder, check_output
 
-            self._encoder = Encoder(self.info, threads=1, tokenizer=self._tokenizer)
+            encoder = Encoder(self.info, threads=1, tokenizer=self._tokenizer)
+            check_output(encoder)  # ModelError: vectors would be wrong here
+            self._encoder = encoder
         return self._encoder
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:

@@ -32,8 +32,11 @@ import structlog
 import zmq
 
 from semdexd.embed import protocol as p
-from semdexd.embed.encoder import Encoded, Encoder
+from semdexd.embed.encoder import Encoded, Encoder, check_output
+from semdexd.embed.errors import ModelError
 from semdexd.embed.model import ModelInfo
+
+MODEL_WRONG_EXIT = 78   # the model's output failed `check_output` (like EX_CONFIG: retrying will not help)
 
 
 @dataclass
@@ -105,6 +108,11 @@ class Worker:
         if self.opts.nice:
             os.nice(self.opts.nice)  # bulk work yields the CPU to the daemon's queries
         encoder = Encoder(self.opts.info, threads=self.opts.threads)
+        try:
+            check_output(encoder)
+        except ModelError as exc:  # wrong vectors here: better no worker than a useless index
+            self.log.error("worker_model_wrong", reason=str(exc))
+            return MODEL_WRONG_EXIT
         ctx = zmq.Context()
         sock = self._socket(ctx)
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
