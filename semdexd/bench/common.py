@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 
@@ -19,12 +19,12 @@ def wait_until(pred: Callable[[], Any], timeout: float, step: float = 0.05) -> b
     return False
 
 
-def percentile(values: list[float], q: int) -> float | None:
-    """The ``q``-th percentile of ``values`` (nearest rank), rounded to 0.1; None when empty."""
+def percentile(values: Sequence[float], q: int, digits: int = 1) -> float | None:
+    """The ``q``-th percentile of ``values`` (nearest rank), rounded to ``digits``; None when empty."""
     if not values:
         return None
     ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))], 1)
+    return round(ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))], digits)
 
 
 def until_idle(svc: Any, timeout: float, step: float = 0.05) -> None:

@@ -31,7 +31,6 @@ import sysconfig
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,6 +39,7 @@ from typing import Any
 import psutil
 
 from semdexd.bench.common import Sampler
+from semdexd.bench.common import percentile as _pct
 from semdexd.config import Config
 
 TARGET_TOKENS = 160
@@ -257,13 +257,6 @@ def query_latency(cfg: Config, shape: Shape, texts: list[str], queries: int) -> 
         shutil.rmtree(runtime, ignore_errors=True)
     return {"config": shape.label, "idle_p50_ms": _pct(idle, 50), "idle_p95_ms": _pct(idle, 95),
             "busy_p50_ms": _pct(busy, 50), "busy_p95_ms": _pct(busy, 95), "busy_queries": len(busy)}
-
-
-def _pct(values: Sequence[float], q: int) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))], 1)
 
 
 # ---------------------------------------------------------------- the plan

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from semdexd.bench.common import percentile
 from semdexd.config import Config
 
 FOLDERS = 100       # synthetic folder tree: chunk i lives in folder i % FOLDERS
@@ -82,11 +83,6 @@ def augment(real: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray
     return np.concatenate([real, mixed])
 
 
-def _pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return round(s[min(len(s) - 1, int(q * (len(s) - 1)))], 2)
-
-
 def measure_size(vectors: np.ndarray, queries: np.ndarray, work: Path) -> dict[str, Any]:
     import chromadb
     from chromadb.config import Settings
@@ -116,7 +112,7 @@ def measure_size(vectors: np.ndarray, queries: np.ndarray, work: Path) -> dict[s
             truth = {f"c{j}" for j in exact[qi]}
             recall.append(len(truth & set(got)) / 10)
         out["ef"][ef] = {"recall@10": round(statistics.mean(recall), 4),
-                         "p50_ms": _pct(lat, 0.5), "p95_ms": _pct(lat, 0.95)}
+                         "p50_ms": percentile(lat, 50, 2), "p95_ms": percentile(lat, 95, 2)}
     out["filter"] = measure_filters(col, vectors, queries)
     return out
 
@@ -152,7 +148,7 @@ def measure_filters(col: Any, vectors: np.ndarray, queries: np.ndarray) -> dict[
         c = [got["ids"][i] for i in top]
         ways["exact_over_fetched"].append(1000 * (time.perf_counter() - t))
         agree += int(set(a) == set(c)) + int(set(b) == set(c))
-    out: dict[str, Any] = {k: {"p50_ms": _pct(v, 0.5), "p95_ms": _pct(v, 0.95)} for k, v in ways.items()}
+    out: dict[str, Any] = {k: {"p50_ms": percentile(v, 50, 2), "p95_ms": percentile(v, 95, 2)} for k, v in ways.items()}
     out["candidates"] = len(cand)
     out["top10_agreement_with_exact"] = round(agree / (2 * min(50, len(queries))), 3)
     return out
