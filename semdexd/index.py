@@ -33,11 +33,12 @@ import structlog
 from semdexd.changes import ChangeQueue
 from semdexd.chunk import cap_chunks, chunk_budget_chars, chunk_text
 from semdexd.config import Config
+from semdexd.embed.jobs import EmbedFailure
 from semdexd.extract import EXTRACTOR_VERSION, extract
 from semdexd.extract.result import cap_text
 from semdexd.health import WriteHealth, describe, store_unavailable
 from semdexd.ignore import IgnoreRules, walk
-from semdexd.kinds import Kind, is_transient_embed_failure, retry_delay
+from semdexd.kinds import Kind, retry_delay
 from semdexd.manifest import ChunkRow, FileUpdate, Manifest
 from semdexd.metrics import Metrics
 from semdexd.store import VectorStore, chunk_metadata
@@ -54,7 +55,7 @@ POLL_S = 0.2           # how often a blocked stage looks at the stop flag
 
 class Embedder(Protocol):
     def embed(self, texts: Sequence[str], *, kind: str = "passage", priority: bool = False,
-              timeout: float | None = None) -> list[Any]: ...
+              timeout: float | None = None) -> list[np.ndarray | EmbedFailure]: ...
 
 
 def chunk_id(path: str, chunk_hash: str, occurrence: int) -> str:
@@ -364,13 +365,12 @@ class Indexer:
         for job in group:
             for r in job.new:
                 value = by_id[r.id]
-                reason = "" if isinstance(value, np.ndarray) else str(getattr(value, "reason", value))
-                if not reason:
+                if isinstance(value, np.ndarray):
                     job.vectors[r.id] = value
-                elif is_transient_embed_failure(reason):
-                    job.transient = job.transient or reason
+                elif value.transient:
+                    job.transient = job.transient or value.reason
                 else:
-                    job.failures.append(f"lines {r.start_line}-{r.end_line}: {reason}")
+                    job.failures.append(f"lines {r.start_line}-{r.end_line}: {value.reason}")
         self.metrics.count("chunks_embedded", len(rows))
 
     # ------------------------------------------------------------ stage 3: write

@@ -11,8 +11,9 @@ the ``kind`` below, which decides what happens next:
 - ``POISON``: the daemon died while reading it (twice); never retried by itself, only when the
   file changes or on ``semdex reindex PATH``.
 
-Transient failures (the embedding pool closed, cannot start) are never recorded: the file keeps
-its previous row and is retried with back-off (see `Indexer`).
+Transient failures (`EmbedFailure.transient`: the embedding pool closed, cannot start, no answer
+in time) are never recorded: the file keeps its previous row and is retried with back-off (see
+`Indexer`).
 """
 
 from __future__ import annotations
@@ -34,15 +35,6 @@ class Kind(StrEnum):
         if self in (Kind.INDEXED, Kind.TRUNCATED, Kind.PARTIAL):
             return "indexed"
         return "skipped" if self is Kind.SKIPPED else "failed"
-
-
-# Reasons of embedding failures that say nothing about the text: retry the file later.
-_TRANSIENT_EMBED = ("pool closed", "cannot start", "timed out", "pool is closing")
-
-
-def is_transient_embed_failure(reason: str) -> bool:
-    """True for an embedding failure caused by the pool's state, not by the text."""
-    return any(words in reason for words in _TRANSIENT_EMBED)
 
 
 # Back-off of transient retries: 5 s, 10 s, 20 s, ... capped at 10 minutes.

@@ -136,6 +136,7 @@ def test_poison_text_is_isolated_and_the_rest_succeed(make_pool, reference_encod
     texts[13] = "this one <<POISON>> crashes the worker"
     results = pool.embed(texts)
     assert isinstance(results[13], EmbedFailure) and "crashed the model worker" in results[13].reason
+    assert not results[13].transient  # the text's own fault: recorded, not retried
     good = [i for i in range(20) if i != 13]
     assert_vectors_match([results[i] for i in good], [texts[i] for i in good], reference_encoder)
     stats = pool.stats()
@@ -199,7 +200,7 @@ def test_cache_answers_repeats_and_survives_a_new_pool(make_config, tmp_path, mo
 def test_query_prefix_and_bad_inputs(make_pool):
     pool, _ = make_pool(workers=1)
     results = pool.embed(["ok", 123, "lone \udcff surrogate", "", "x" * 20000])  # type: ignore[list-item]
-    assert isinstance(results[1], EmbedFailure) and "string" in results[1].reason
+    assert isinstance(results[1], EmbedFailure) and "string" in results[1].reason and not results[1].transient
     assert all(isinstance(results[i], np.ndarray) for i in (0, 2, 3, 4))
     with pytest.raises(ValueError):
         pool.embed(["x"], kind="document")  # type: ignore[arg-type]
@@ -209,7 +210,7 @@ def test_query_prefix_and_bad_inputs(make_pool):
 def test_timeout_and_closed_pool(make_pool):
     pool, _ = make_pool(workers=1, batch_size=2)
     late = pool.embed([prose(i, 200) for i in range(8)], timeout=0.001)
-    assert any(isinstance(r, EmbedFailure) and "timed out" in r.reason for r in late)
+    assert any(isinstance(r, EmbedFailure) and "timed out" in r.reason and r.transient for r in late)
     # the timed-out call's batches must be gone first, so "queued" below counts only the new call
     wait_for(lambda: pool.stats()["queued"] == 0 and pool.stats()["in_flight"] == 0, what="timed-out work dropped")
     out: dict[str, Any] = {}
@@ -219,7 +220,7 @@ def test_timeout_and_closed_pool(make_pool):
     pids = worker_pids(pool)
     pool.close()
     waiting.join(timeout=60)
-    assert any(isinstance(r, EmbedFailure) and "pool closed" in r.reason for r in out["r"])
+    assert any(isinstance(r, EmbedFailure) and "pool closed" in r.reason and r.transient for r in out["r"])
     with pytest.raises(PoolClosedError):
         pool.embed(["after close"])
     for pid in pids:

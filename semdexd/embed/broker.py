@@ -286,7 +286,7 @@ class Broker:
                 self.scheduler.submit(value)
         self.scheduler.fail_all("failed: pool closed")
         for batch in self.supervisor.stop_all():
-            batch.job.fail(batch.positions, "failed: pool closed")
+            batch.job.fail(batch.positions, "failed: pool closed", transient=True)
         self._publish()
         self.wire.close()
         self.log.info("embed_pool_closed", **{k: self.counters[k] for k in ("texts", "restarts", "failed")})

@@ -17,9 +17,15 @@ import numpy as np
 
 @dataclass(frozen=True)
 class EmbedFailure:
-    """Why one text got no vector (e.g. "failed: text crashed the model worker twice")."""
+    """Why one text got no vector (e.g. "failed: text crashed the model worker twice").
+
+    ``transient``: the pool's state caused it (closed, workers cannot start, no answer in time),
+    not the text, so the same text may well be embedded later; otherwise the text itself failed
+    (crashed or hung a worker twice, refused by the model, not a string).
+    """
 
     reason: str
+    transient: bool = False
 
 
 Result = np.ndarray | EmbedFailure
@@ -49,8 +55,8 @@ class Job:
             if self.remaining == 0:
                 self.done.set()
 
-    def fail(self, positions: Sequence[int], reason: str) -> None:
-        self.deliver(positions, [EmbedFailure(reason)] * len(positions))
+    def fail(self, positions: Sequence[int], reason: str, transient: bool = False) -> None:
+        self.deliver(positions, [EmbedFailure(reason, transient)] * len(positions))
 
     def cancel(self) -> list[Result | None]:
         """Stop accepting deliveries; returns the results as they are now."""

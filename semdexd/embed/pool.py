@@ -138,7 +138,7 @@ class EmbedPool:
         for key, value in [*found.items(), *zip(misses, computed)]:
             for n, i in enumerate(wanted[key]):
                 results[i] = value.copy() if n and isinstance(value, np.ndarray) else value
-        return [r if r is not None else EmbedFailure("failed: internal error") for r in results]
+        return [r if r is not None else EmbedFailure("failed: internal error", transient=True) for r in results]
 
     def _lengths(self, texts: list[str]) -> list[int]:
         cap = self.info.max_tokens * CHARS_PER_TOKEN_CAP
@@ -167,7 +167,7 @@ class EmbedPool:
             return job.results  # type: ignore[return-value]
         broker.cancel(job)
         late = EmbedFailure(f"failed: timed out after {timeout:g}s waiting for the embedding workers (stalled or "
-                            f"overloaded; [pool] embed_timeout_s)")
+                            f"overloaded; [pool] embed_timeout_s)", transient=True)
         return [late if r is None else r for r in job.cancel()]
 
     @staticmethod

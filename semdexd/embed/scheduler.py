@@ -91,13 +91,13 @@ class Scheduler:
         self._lanes[batch.priority].extendleft([second, first])
 
     def fail_all(self, reason: str) -> None:
-        """Fail every queued batch with ``reason``."""
+        """Fail every queued batch with ``reason``, a transient failure (the pool's state)."""
         for queue in self._lanes.values():
             while queue:
                 batch = queue.popleft()
                 self.counters["failed"] += batch.size
                 self._before_failing()
-                batch.job.fail(batch.positions, reason)
+                batch.job.fail(batch.positions, reason, transient=True)
 
     def queued_texts(self) -> int:
         return sum(b.size for q in self._lanes.values() for b in q)
