@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import structlog
 
 from semdexd.bench.common import Sampler, until_idle, wait_until
 from semdexd.bench.common import percentile as _pct
@@ -47,6 +48,8 @@ SUFFIXES = frozenset({".py", ".md", ".rst", ".txt", ".c", ".h", ".cc", ".cpp", "
                       ".rs", ".java", ".sh", ".pl", ".rb", ".lua", ".tex", ".html"})
 MIN_BYTES, MAX_BYTES = 1024, 512 * 1024
 MODES = ("hybrid", "semantic", "lexical")
+
+log = structlog.get_logger()
 
 
 # ---------------------------------------------------------------- corpus
@@ -107,7 +110,11 @@ class _BusySearches(Sampler):
     def sample(self) -> None:
         if self.run.svc.state() != "idle":
             ms = self.run.search_ms(len(self.samples), "hybrid")
-            self.samples.append((int(self.run.svc.status({}).get("chunks", 0)), ms))
+            chunks = int(self.run.svc.status({}).get("chunks", 0))
+            self.samples.append((chunks, ms))
+            if len(self.samples) % 30 == 0:  # a long run leaves figures behind even if it is cut short
+                recent = [m for _, m in self.samples[-30:]]
+                log.info("scale_progress", chunks=chunks, busy_p50_ms=_pct(recent, 50), busy_p95_ms=_pct(recent, 95))
 
 
 class _Run:
