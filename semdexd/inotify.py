@@ -93,6 +93,16 @@ class InotifyTree:
             self._wd.clear()
             self._path.clear()
 
+    def ensure_roots(self) -> None:
+        """Watch every root that exists and has no watch (one deleted and created again, or
+        missing at start): called before each reconcile scan."""
+        for root, rules in list(self.indexer.roots.items()):
+            with self._lock:
+                known = root in self._wd
+            if not known and root.is_dir():
+                log.info("watching_again", folder=str(root))
+                self._add_tree(root, rules, enqueue=False)
+
     def watched(self) -> list[Path]:
         """The folders that have a watch now, sorted."""
         with self._lock:

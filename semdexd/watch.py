@@ -112,6 +112,8 @@ class Watcher:
                 return
             self._rescan.clear()
             try:
+                if self.tree is not None:
+                    self.tree.ensure_roots()
                 self.indexer.scan()
             except Exception:
                 log.exception("reconcile_failed")

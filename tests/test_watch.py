@@ -8,6 +8,7 @@ watch), so the assertions hold whatever the watcher's own table says.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import threading
 from pathlib import Path
@@ -158,3 +159,16 @@ def test_an_overflow_resyncs_the_watches_and_rescans(service: Service, home: Pat
     tree.on_queue_overflow()
     wait_for(lambda: indexed(service, missed), what="the missed file indexed by the rescan")
     assert watched_folders(home) == ADMITTED
+
+
+def test_a_root_deleted_and_created_again_is_watched_after_a_rescan(service: Service, home: Path) -> None:
+    shutil.rmtree(home)
+    wait_for(lambda: not service.watcher.tree.watched(), what="every watch gone with the tree")
+    home.mkdir()
+    (home / "back.md").write_text("the folder is back\n")
+    service.watcher.rescan()
+    wait_for(lambda: indexed(service, home / "back.md"), what="the file in the new root indexed")
+    wait_for(lambda: watched_folders(home) == {"."}, what="the new root watched")
+    later = home / "later.md"
+    later.write_text("only its watch can report this one\n")
+    wait_for(lambda: indexed(service, later), what="a later file indexed live")

@@ -3,10 +3,10 @@ a tree with big ignored folders costs.
 
 Generates a tree of ``--folders`` admitted folders (a few notes among them) plus a
 ``node_modules`` of ``--ignored`` folders and a ``.cache`` folder, indexes it with the real
-Service (test model, one worker), then reports for this process: the inotify watches set (the
+Service (test model, one worker), waits until the watch count settles, then reports for this process: the inotify watches set (the
 ``inotify wd:`` lines of every inotify fd in /proc/self/fdinfo), the threads (Python and OS), and
 the CPU seconds the idle daemon spends over ``--seconds`` while another process writes into the
-ignored ``.cache`` folder (about 500 writes a second). It uses only the Service API, so the same
+ignored ``.cache`` folder (about 250 writes a second, 4 KB each). It uses only the Service API, so the same
 file measures an older checkout (run it with that checkout on PYTHONPATH).
 """
 
@@ -69,11 +69,32 @@ def inotify_watches() -> int:
     return total
 
 
+def settled_watches(quiet_s: float = 3.0, window_s: float = 60.0) -> dict[str, Any]:
+    """The watch count once it has not changed for ``quiet_s``, or, when it keeps changing for
+    ``window_s`` (watchdog 7.1's recursive watch on a large tree: its own walk fills the kernel
+    queue, the overflow makes it drop and re-add every watch, and so on), the range seen."""
+    start = time.monotonic()
+    count, since, low, high = inotify_watches(), start, None, 0
+    while True:
+        time.sleep(0.2)  # bench only: polling a count with a deadline
+        now = time.monotonic()
+        current = inotify_watches()
+        low, high = min(current, low if low is not None else current), max(current, high)
+        if current != count:
+            count, since = current, now
+        elif now - since >= quiet_s:
+            return {"inotify_watches": count, "watches_settled": True}
+        if now - start >= window_s:
+            return {"inotify_watches": count, "watches_settled": False, "watches_min": low, "watches_max": high}
+
+
 def os_threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
 def measure(cfg: Config, folders: int, ignored: int, seconds: float) -> dict[str, Any]:
+    """Index a generated tree, let the watches settle, then measure one idle period with a
+    writer in the ignored ``.cache``."""
     from semdexd.service import Service
 
     work = Path(tempfile.mkdtemp(prefix="semdex-bench-watch-"))
@@ -89,8 +110,8 @@ def measure(cfg: Config, folders: int, ignored: int, seconds: float) -> dict[str
         start = time.perf_counter()
         svc.start()
         until_idle(svc, 600, 0.05)
+        watches = settled_watches()
         started_s = time.perf_counter() - start
-        watches = inotify_watches()
         py_threads, threads = threading.active_count(), os_threads()
         cpu0 = os.times()
         writer = subprocess.run([sys.executable, "-c", WRITER, str(corpus / ".cache"), str(seconds)],
@@ -100,21 +121,24 @@ def measure(cfg: Config, folders: int, ignored: int, seconds: float) -> dict[str
     finally:
         svc.stop()
         shutil.rmtree(work, ignore_errors=True)
-    return {"folders": folders, "ignored_folders": ignored, "inotify_watches": watches,
+        shutil.rmtree(paths.runtime_dir, ignore_errors=True)
+    return {"folders": folders, "ignored_folders": ignored, **watches,
             "python_threads": py_threads - threads_before[0], "os_threads": threads - threads_before[1],
-            "start_to_idle_s": round(started_s, 2), "writes_into_cache": int(writer.stdout.strip()),
+            "start_to_watching_s": round(started_s, 2), "writes_into_cache": int(writer.stdout.strip()),
             "idle_cpu_s": round(cpu, 3), "seconds": seconds}
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], cfg: Config | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m semdexd.bench.watch")
     parser.add_argument("--folders", type=int, default=2000)
     parser.add_argument("--ignored", type=int, default=20000)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--models-dir", type=Path, default=Path(".cache/test-models"))
+    parser.add_argument("--models-dir", type=Path, default=Path(".cache/test-models"),
+                        help="converted models (without a config: the test model cache)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    cfg = Config(paths=replace(default_paths(dict(os.environ)), models_dir=args.models_dir.resolve()))
+    if cfg is None:
+        cfg = Config(paths=replace(default_paths(dict(os.environ)), models_dir=args.models_dir.resolve()))
     out = measure(cfg, args.folders, args.ignored, args.seconds)
     if args.json:
         print(json.dumps(out))
