@@ -108,13 +108,6 @@ class InotifyTree:
         with self._lock:
             return sorted(self._wd)
 
-    def fileno(self) -> int:
-        """The inotify file descriptor (its /proc/self/fdinfo lists one ``inotify wd:`` line per watch)."""
-        if self._fd is None:
-            raise RuntimeError("not started")
-        fd: int = self._fd._inotify_fd
-        return fd
-
     # ------------------------------------------------------------ watchdog's WatchCallback
 
     def on_event(self, event: InotifyEvent) -> None:
