@@ -172,3 +172,15 @@ def test_a_root_deleted_and_created_again_is_watched_after_a_rescan(service: Ser
     later = home / "later.md"
     later.write_text("only its watch can report this one\n")
     wait_for(lambda: indexed(service, later), what="a later file indexed live")
+
+
+def test_the_observer_used_off_linux_still_feeds_the_indexer(service: Service, home: Path) -> None:
+    from semdexd.watch import Watcher
+
+    service.watcher.stop()
+    service.watcher = Watcher(service.indexer, 0, use_inotify=False)  # watchdog's Observer, as on macOS
+    service.watcher.start()
+    assert service.watcher.tree is None
+    note = home / "notes" / "observed.md"
+    note.write_text("seen by the recursive observer\n")
+    wait_for(lambda: indexed(service, note), what="a file indexed through the Observer")
