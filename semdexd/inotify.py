@@ -44,7 +44,7 @@ from watchdog.observers.inotify_c import (
     WatchDescriptor,
 )
 
-from semdexd.ignore import IGNORE_FILES, IgnoreRules
+from semdexd.ignore import IGNORE_FILES, IgnoreRules, walk
 from semdexd.index import Indexer
 
 log = structlog.get_logger()
@@ -146,6 +146,11 @@ class InotifyTree:
             self._ignore_file_changed(path)
         elif event.is_directory:
             self._folder_changed(path, event)
+        elif self.indexer.cfg.index.follow_symlinks and (event.is_create or event.is_moved_to) and _linked_dir(path):
+            where = self.indexer.root_of(path)
+            if where and not where[1].ignored(path, True):
+                for found, _ in walk(path, where[1], True):
+                    self.indexer.enqueue(str(found))
         else:
             self.indexer.enqueue(str(path))
 
@@ -187,10 +192,9 @@ class InotifyTree:
             for entry in entries:
                 path = Path(entry.path)
                 try:
-                    is_dir = entry.is_dir(follow_symlinks=False)
-                    if not is_dir:
-                        if enqueue and not rules.ignored(path, entry.is_dir(follow_symlinks=follow)):
-                            self.indexer.enqueue(str(path))
+                    if not entry.is_dir(follow_symlinks=False):
+                        if enqueue:
+                            self._enqueue_entry(entry, rules, follow)
                         continue
                     if rules.ignored(path, True):
                         continue
@@ -199,6 +203,19 @@ class InotifyTree:
                 except OSError:
                     continue
                 stack.append(path)
+
+    def _enqueue_entry(self, entry: os.DirEntry[str], rules: IgnoreRules, follow: bool) -> None:
+        """Enqueue a file (or a symlink) found in a new folder; with ``follow``, a link to a folder
+        is expanded into its files (it is not watched: the reconcile covers it)."""
+        path = Path(entry.path)
+        linked_dir = follow and entry.is_dir(follow_symlinks=True)
+        if rules.ignored(path, linked_dir):
+            return
+        if not linked_dir:
+            self.indexer.enqueue(str(path))
+            return
+        for found, _ in walk(path, rules, follow):
+            self.indexer.enqueue(str(found))
 
     def _watch(self, folder: Path, is_root: bool) -> bool:
         """Set a watch on ``folder`` (if it has none); False when it cannot be watched."""
@@ -253,6 +270,14 @@ class InotifyTree:
         self._drop([p for p in below if rules.ignored(p, True) or not p.is_dir()])
         if top in self.indexer.roots or not rules.ignored(top, True):
             self._add_tree(top, rules, enqueue=False)
+
+
+def _linked_dir(path: Path) -> bool:
+    """``path`` is a symlink to a folder."""
+    try:
+        return path.is_symlink() and path.is_dir()
+    except OSError:
+        return False
 
 
 def _below(path: Path, top: Path) -> bool:

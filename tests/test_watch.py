@@ -184,3 +184,25 @@ def test_the_observer_used_off_linux_still_feeds_the_indexer(service: Service, h
     note = home / "notes" / "observed.md"
     note.write_text("seen by the recursive observer\n")
     wait_for(lambda: indexed(service, note), what="a file indexed through the Observer")
+
+
+def test_a_new_folder_holding_a_followed_link_to_a_folder_is_expanded(tmp_path: Path, model_info) -> None:
+    folder, outside = tmp_path / "notes", tmp_path / "elsewhere"
+    folder.mkdir()
+    (outside / "inner").mkdir(parents=True)
+    (outside / "inner" / "linked.md").write_text("reached through a link\n")
+    inst = Instance(tmp_path / "inst", [folder], index={"follow_symlinks": True})
+    svc = Service(inst.config())
+    svc.start()
+    try:
+        wait_for(lambda: svc.error or svc.state() == "idle", timeout=180, what="initial index")
+        (folder / "new").mkdir()
+        (folder / "new" / "link").symlink_to(outside)
+        linked = folder / "new" / "link" / "inner" / "linked.md"
+        wait_for(lambda: indexed(svc, linked), what="the file behind the link in a new folder indexed")
+        (folder / "link2").symlink_to(outside / "inner")   # a link created in a watched folder
+        wait_for(lambda: indexed(svc, folder / "link2" / "linked.md"), what="the file behind a new link indexed")
+        assert watched_folders(folder) == {".", "new"}, "a linked folder is not watched (the reconcile covers it)"
+    finally:
+        svc.stop()
+        inst.cleanup()
