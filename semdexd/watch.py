@@ -1,23 +1,35 @@
-"""Live changes: watchdog events on the configured folders -> paths in the indexer's change queue.
+"""Live changes: filesystem events on the configured folders -> paths in the indexer's change queue.
 
 The watcher only says *which* paths may have changed; the indexer decides what changed by
 comparing with the manifest, so a dropped, duplicated or reordered event is harmless. A folder
 created, moved or deleted is expanded into its files; an ignore file that changes triggers a
 rescan; a periodic light reconcile catches whatever the OS dropped (inotify limits, overflows).
+
+On Linux, `semdexd.inotify.InotifyTree` sets one inotify watch per *admitted* folder (never in
+``node_modules``, ``.git``, ``~/.cache`` or anything else the ignore rules exclude) on one inotify
+instance read by one thread. Elsewhere (macOS FSEvents, Windows, BSD kqueue) watchdog's Observer
+watches each root recursively: FSEvents does not charge per folder, and events from ignored
+folders are dropped by the indexer's rules.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from semdexd.ignore import IGNORE_FILES, walk, watch_points
 from semdexd.index import Indexer
+
+if TYPE_CHECKING:
+    from semdexd.inotify import InotifyTree
 
 log = structlog.get_logger()
 
@@ -38,17 +50,35 @@ class _Handler(FileSystemEventHandler):
 
 
 class Watcher:
-    """Feeds ``indexer`` from filesystem events; `start()`/`stop()`; `rescan()` on demand."""
+    """Feeds ``indexer`` from filesystem events; `start()`/`stop()`; `rescan()` on demand.
 
-    def __init__(self, indexer: Indexer, reconcile_interval_s: int) -> None:
+    Threads: on Linux two (the inotify reader and the reconciler), whatever the number of folders.
+    """
+
+    def __init__(self, indexer: Indexer, reconcile_interval_s: int, use_inotify: bool | None = None) -> None:
         self.indexer = indexer
         self.reconcile_interval_s = reconcile_interval_s
-        self._observer = Observer()
+        if use_inotify is None:
+            use_inotify = sys.platform.startswith("linux")
+        self.tree: InotifyTree | None = None
+        if use_inotify:
+            from semdexd.inotify import InotifyTree
+            self.tree = InotifyTree(indexer, self.rescan)
+        self._observer: BaseObserver | None = None   # not on Linux: it opens an fd and a thread at once
         self._stop = threading.Event()
         self._rescan = threading.Event()
         self._reconciler: threading.Thread | None = None
 
     def start(self) -> None:
+        if self.tree is not None:
+            self.tree.start()
+        else:
+            self._start_observer()
+        self._reconciler = threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True)
+        self._reconciler.start()
+
+    def _start_observer(self) -> None:
+        self._observer = Observer()
         handler = _Handler(self._on_event)
         for root in self.indexer.roots:
             if root.is_dir():  # watching /: never set watches in /proc, /sys, /dev, /run
@@ -58,14 +88,15 @@ class Watcher:
                 log.warning("folder_missing", folder=str(root))
         self._observer.daemon = True
         self._observer.start()
-        self._reconciler = threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True)
-        self._reconciler.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._rescan.set()
-        self._observer.stop()
-        self._observer.join(5)
+        if self.tree is not None:
+            self.tree.stop()
+        elif self._observer is not None:
+            self._observer.stop()
+            self._observer.join(5)
         if self._reconciler:
             self._reconciler.join(5)
 
@@ -81,11 +112,13 @@ class Watcher:
                 return
             self._rescan.clear()
             try:
+                if self.tree is not None:
+                    self.tree.ensure_roots()
                 self.indexer.scan()
             except Exception:
                 log.exception("reconcile_failed")
 
-    # ------------------------------------------------------------ events
+    # ------------------------------------------------------------ events (watchdog's Observer)
 
     def _on_event(self, event: FileSystemEvent) -> None:
         paths = [event.src_path] + ([event.dest_path] if getattr(event, "dest_path", "") else [])
