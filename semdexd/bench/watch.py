@@ -1,4 +1,4 @@
-"""`python -m semdexd.bench.watch [--folders N] [--ignored N] [--seconds S] [--json]`: what watching
+"""`semdexd bench watch [--folders N] [--ignored N] [--seconds S] [--json]`: what watching
 a tree with big ignored folders costs.
 
 Generates a tree of ``--folders`` admitted folders (a few notes among them) plus a
@@ -129,7 +129,7 @@ def measure(cfg: Config, folders: int, ignored: int, seconds: float) -> dict[str
 
 
 def main(argv: list[str], cfg: Config | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m semdexd.bench.watch")
+    parser = argparse.ArgumentParser(prog="semdexd bench watch")
     parser.add_argument("--folders", type=int, default=2000)
     parser.add_argument("--ignored", type=int, default=20000)
     parser.add_argument("--seconds", type=float, default=60.0)
