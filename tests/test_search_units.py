@@ -35,6 +35,24 @@ def test_terms_split_like_fts5_and_weigh_rare_words_more():
     assert terms.has_phrase(["eat", "the", "sourdough", "now"]) and not terms.has_phrase(["sourdough", "the"])
 
 
+def test_evidence_from_text_equals_coverage_and_phrase_of_its_tokens():
+    """`QueryTerms.evidence` (no tokenizing) gives what `coverage` and `has_phrase` give on the
+    text's tokens: whole tokens only (not inside longer words or identifiers' parts), any case,
+    separators of any kind (``_``, punctuation, new lines) between a phrase's tokens."""
+    texts = ["def parse_config(path):\n    return Config.parse(path)", "parser configuration", "PARSE\n\nconfig",
+             "reparse_configs", "x2 = parse2 + config", "the_sourdough-starter; eat the Sourdough!",
+             "Café naïve: straße ÜBER", "config parse", "", "parse_config_parse_config"]
+    queries = ["parse_config", "parse config x2", '"config parse" sourdough', "the sourdough starter",
+               "Straße über café", "x2", "parse", "config"]
+    for query in queries:
+        terms = QueryTerms.build(query, total=100, doc_freq={"the": 90, "parse": 5, "config": 20})
+        for text in texts:
+            toks = tokens(text)
+            assert terms.evidence(text) == (terms.coverage(set(toks)), terms.has_phrase(toks)), (query, text)
+    assert QueryTerms.build("parse_config", 100, {}).evidence("reparse_configs") == (0.0, False)
+    assert QueryTerms.build("parse_config", 100, {}).evidence("x.PARSE__Config") == (1.0, True)
+
+
 def test_scores_stay_on_one_scale():
     t = scoring.DEFAULT
     q = scoring.QueryEvidence(w_lex=t.w_lex, best_bm25=10.0)

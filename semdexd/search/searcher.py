@@ -76,9 +76,8 @@ class Searcher:
         found.words = set(terms.weights)
         found.query_tokens = len(terms.weights)
         for cid, row in found.rows.items():
-            toks = tokens(row.text)
-            found.signals[cid].coverage = terms.coverage(set(toks))
-            found.signals[cid].phrase = terms.has_phrase(toks)
+            s = found.signals[cid]
+            s.coverage, s.phrase = terms.evidence(row.text)
         return found
 
     def rank(self, found: Candidates, req: SearchRequest, tuning: scoring.Tuning | None = None) -> list[dict[str, Any]]:
