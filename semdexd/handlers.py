@@ -31,7 +31,7 @@ from semdexd.api.types import (
 from semdexd.errors import ApiError
 
 if TYPE_CHECKING:
-    from semdexd.manifest import Filter
+    from semdexd.manifest import Filter, Manifest
 
 Handler = Callable[[dict[str, Any]], Any]
 READY_WAIT_S = 120.0
@@ -91,13 +91,14 @@ class Api:
         from semdexd.search import split_weak
 
         self._wait_ready()
-        where = self._search_filter(req)
+        searcher = self.svc.searcher  # one index for the whole answer (see `Searcher.manifest`)
+        where = self._search_filter(req, searcher.manifest)
         min_score = req.min_score if req.min_score is not None else self.svc.cfg.search.min_score
-        hits, weak = split_weak(self.svc.searcher.search(req, where), min_score)
+        hits, weak = split_weak(searcher.search(req, where), min_score)
         out: dict[str, Any] = {"hits": hits, "min_score": min_score}
         if not hits:
             out["weak"] = [h for h in weak if h["score"] > 0][:WEAK_SHOWN]
-            notice = self._empty_notice(req, where)
+            notice = self._empty_notice(req, where, searcher.manifest)
             if notice:
                 out["notice"] = notice
         progress = self._indexing_progress()
@@ -105,10 +106,11 @@ class Api:
             out["indexing"] = progress
         return out
 
-    def _search_filter(self, req: SearchRequest) -> Filter:
+    def _search_filter(self, req: SearchRequest, manifest: Manifest) -> Filter:
         """The manifest filter; relative globs are anchored at the request's paths, else at the
         client's cwd when it lies in an indexed folder, else at every indexed folder. A type no
-        indexed file has is an error listing the known types (once the first index is done)."""
+        indexed file of ``manifest`` (the searcher's: during a rebuild, the previous index's) has
+        is an error listing the known types (once the first index is done)."""
         from semdexd.search import request_filter
         from semdexd.search.globs import GlobError
 
@@ -122,16 +124,16 @@ class Api:
         except GlobError as exc:
             raise ApiError("invalid_params", f"search: {exc}") from None
         if req.types:
-            known = svc.manifest.indexed_types()
+            known = manifest.indexed_types()
             unknown = [t for t in req.types if t.lstrip(".").lower() not in known]
             if unknown and len(unknown) == len(req.types) and svc.state() not in ("starting", "indexing"):
                 raise ApiError("invalid_params", f"search: no indexed files of type {', '.join(unknown)}; "
                                                  f"indexed types: {', '.join(known) or 'none'}")
         return where
 
-    def _empty_notice(self, req: SearchRequest, where: Filter) -> str | None:
-        """Why a search found nothing above the cutoff, when the reason is the filter."""
-        manifest = self.svc.manifest
+    def _empty_notice(self, req: SearchRequest, where: Filter, manifest: Manifest) -> str | None:
+        """Why a search found nothing above the cutoff in ``manifest`` (the searcher's), when the
+        reason is the filter."""
         if where.empty or manifest.any_file(where):
             return None
         parts = []
@@ -160,14 +162,15 @@ class Api:
 
     def similar(self, req: SimilarRequest) -> dict[str, Any]:
         self._wait_ready()
-        rows = self.svc.manifest.chunks_of(req.path)
+        searcher = self.svc.searcher  # the previous index's during a rebuild, like its hits
+        rows = searcher.manifest.chunks_of(req.path)
         if not rows:
             raise ApiError("not_found", f"similar: {req.path} is not indexed")
         if req.line is not None and not any(r.start_line <= req.line <= r.end_line for r in rows):
             last = max(r.end_line for r in rows)
             raise ApiError("not_found", f"similar: line {req.line} of {req.path} is not indexed "
                            f"(indexed lines: 1..{last})")
-        return {"hits": self.svc.searcher.similar(req.path, req.line, req.limit)}
+        return {"hits": searcher.similar(req.path, req.line, req.limit)}
 
     def reindex(self, req: ReindexRequest) -> dict[str, Any]:
         from pathlib import Path

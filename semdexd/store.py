@@ -143,14 +143,28 @@ class VectorStore:
 
     def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored vectors of ``ids`` ({} while the store cannot be read: see `query`)."""
+        if not ids:
+            return {}
         try:
-            got = self._col.get(ids=list(ids), include=["embeddings"])
+            got = self._embeddings(list(ids))
         except Exception as exc:
             if not _unavailable(exc):
                 raise
             log.warning("store_read_failed", op="get", error=f"{type(exc).__name__}: {exc}")
             return {}
-        return {i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])}
+        if not got["ids"]:
+            return {}
+        matrix = np.asarray(got["embeddings"], dtype=np.float32)
+        return dict(zip(got["ids"], matrix))
+
+    def _embeddings(self, ids: list[str]) -> Any:
+        """``Collection.get(ids, include=["embeddings"])`` minus its argument validation and its
+        per-vector conversions (``ids`` are ours): 2.5 -> 1.7 ms for the ~80 lexical-only
+        candidates of a search. The client's ``_get`` is what ``Collection.get`` calls
+        (chromadb is pinned to one version)."""
+        col = self._col
+        return col._client._get(collection_id=col.id, ids=ids, include=["embeddings"],
+                                tenant=col.tenant, database=col.database)
 
     def exact(self, vector: np.ndarray, ids: Sequence[str], k: int) -> list[Neighbour]:
         """The ``k`` of ``ids`` nearest to ``vector``, by exact dot products (unit vectors)."""

@@ -393,6 +393,7 @@ def test_previous_index_answers_until_the_rebuild_for_a_new_model_completes(tmp_
 
         assert svc.searcher.search(SearchRequest(query="degraded daemon keeps answering")), \
             "searches during the rebuild are answered from the previous index"
+        check_handlers_read_the_previous_index(svc, corpus)
         svc._scanned.set()
         svc.indexer.scan()
         svc._after_initial_index()
@@ -403,6 +404,23 @@ def test_previous_index_answers_until_the_rebuild_for_a_new_model_completes(tmp_
     finally:
         svc.stop()
         inst.cleanup()
+
+
+def check_handlers_read_the_previous_index(svc: Any, corpus: Path) -> None:
+    """While the previous index serves, the search handler's notices and the similar handler read
+    its manifest (the one the hits come from), not the new index's (empty here)."""
+    from semdexd.handlers import Api
+
+    svc._ready.set()  # what the boot thread does once open
+    api = Api(svc).handlers()
+    path = str(sorted(corpus.iterdir())[3])
+    hits = api["similar"]({"path": path, "limit": 3})["hits"]
+    assert hits and all(h["path"] != path for h in hits), "similar answers from the previous index"
+    none_above = api["search"]({"query": "zebra quantum xylophone", "path": [str(corpus)], "min_score": 1.0})
+    assert not none_above["hits"] and "notice" not in none_above, \
+        "the previous index has files under the folder: no 'no indexed files' notice"
+    elsewhere = api["search"]({"query": "degraded daemon", "path": [str(corpus / "nowhere")]})
+    assert "no indexed files under" in elsewhere["notice"]
 
 
 def test_a_write_stuck_in_native_code_holding_the_gil_still_ends_the_process(tmp_path, corpus, clean):

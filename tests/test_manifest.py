@@ -56,3 +56,17 @@ def test_filters(tmp_path):
 def test_bad_fts_syntax_is_empty_not_an_error(tmp_path):
     m = Manifest(tmp_path / "m.sqlite3")
     assert m.lexical('"unterminated', 10) == []
+
+
+def test_doc_freqs_follow_every_write_even_another_connections(tmp_path):
+    """Document frequencies are cached, but a commit here or by another connection (another
+    process) is seen by the next call."""
+    m = Manifest(tmp_path / "m.sqlite3")
+    m.commit_files([FileUpdate("/r/a.md", 1, 1, "h", "indexed", chunks=rows("/r/a.md", ["bread oven", "oven"]))])
+    assert m.doc_freqs(["oven", "bread", "rye"]) == (2, {"oven": 2, "bread": 1, "rye": 0})
+    m.commit_files([FileUpdate("/r/b.md", 1, 1, "h", "indexed", chunks=rows("/r/b.md", ["rye oven"]))])
+    assert m.doc_freqs(["oven", "rye"]) == (3, {"oven": 3, "rye": 1})
+    other = Manifest(tmp_path / "m.sqlite3")
+    other.commit_files([], deleted=["/r/a.md"])
+    assert m.doc_freqs(["oven", "bread", "rye"]) == (1, {"oven": 1, "bread": 0, "rye": 1})
+    other.close()

@@ -9,7 +9,7 @@ import pytest
 from semdexd.bench import devsets
 from semdexd.search import scoring
 from semdexd.search.globs import GlobError, glob_regexes
-from semdexd.search.terms import QueryTerms, phrases, tokens
+from semdexd.search.terms import QueryTerms, phrases, tokens, words_query
 
 
 def matches(glob: str, path: str, anchors: tuple[str, ...] = ("/n",)) -> bool:
@@ -33,6 +33,32 @@ def test_terms_split_like_fts5_and_weigh_rare_words_more():
     terms = QueryTerms.build("the sourdough", total=1000, doc_freq={"the": 900, "sourdough": 3})
     assert terms.coverage({"sourdough"}) > 0.9 > 0.1 > terms.coverage({"the"})
     assert terms.has_phrase(["eat", "the", "sourdough", "now"]) and not terms.has_phrase(["sourdough", "the"])
+
+
+def test_words_found_in_most_chunks_are_left_out_of_the_any_word_query():
+    terms = QueryTerms.build("how To read a zip_file", total=1000, doc_freq={"to": 400, "a": 900, "zip": 30, "how": 50})
+    assert terms.common == {"to", "a"} and set(terms.weights) == {"how", "to", "read", "a", "zip", "file"}
+    assert words_query("how To read a zip_file", terms.common) == '"how" OR "read" OR "zip_file"'
+    assert words_query("to a", terms.common) == '"to" OR "a"', "all common: all kept"
+    assert words_query("how To read", ()) == '"how" OR "To" OR "read"'
+
+
+def test_evidence_from_text_equals_coverage_and_phrase_of_its_tokens():
+    """`QueryTerms.evidence` (no tokenizing) gives what `coverage` and `has_phrase` give on the
+    text's tokens: whole tokens only (not inside longer words or identifiers' parts), any case,
+    separators of any kind (``_``, punctuation, new lines) between a phrase's tokens."""
+    texts = ["def parse_config(path):\n    return Config.parse(path)", "parser configuration", "PARSE\n\nconfig",
+             "reparse_configs", "x2 = parse2 + config", "the_sourdough-starter; eat the Sourdough!",
+             "Café naïve: straße ÜBER", "config parse", "", "parse_config_parse_config"]
+    queries = ["parse_config", "parse config x2", '"config parse" sourdough', "the sourdough starter",
+               "Straße über café", "x2", "parse", "config"]
+    for query in queries:
+        terms = QueryTerms.build(query, total=100, doc_freq={"the": 90, "parse": 5, "config": 20})
+        for text in texts:
+            toks = tokens(text)
+            assert terms.evidence(text) == (terms.coverage(set(toks)), terms.has_phrase(toks)), (query, text)
+    assert QueryTerms.build("parse_config", 100, {}).evidence("reparse_configs") == (0.0, False)
+    assert QueryTerms.build("parse_config", 100, {}).evidence("x.PARSE__Config") == (1.0, True)
 
 
 def test_scores_stay_on_one_scale():

@@ -61,8 +61,9 @@ class Searcher:
             for n in self.vector_neighbours(vector, where, CANDIDATES):
                 found.lists["semantic"].append(n.id)
                 found.signals.setdefault(n.id, scoring.Signals()).cosine = n.score
+        terms = self._terms(req.query)
         if req.mode != "semantic":
-            for name, match in (("phrase", phrase_query(req.query)), ("words", words_query(req.query))):
+            for name, match in (("phrase", phrase_query(req.query)), ("words", words_query(req.query, terms.common))):
                 for cid, bm25 in (self.manifest.lexical(match, CANDIDATES, where) if match else []):
                     found.lists[name].append(cid)
                     s = found.signals.setdefault(cid, scoring.Signals())
@@ -72,13 +73,11 @@ class Searcher:
             missing = [cid for cid, s in found.signals.items() if s.cosine is None and cid in found.rows]
             for n in self.store.exact(vector, missing, len(missing)) if missing else []:
                 found.signals[n.id].cosine = n.score
-        terms = self._terms(req.query)
         found.words = set(terms.weights)
         found.query_tokens = len(terms.weights)
         for cid, row in found.rows.items():
-            toks = tokens(row.text)
-            found.signals[cid].coverage = terms.coverage(set(toks))
-            found.signals[cid].phrase = terms.has_phrase(toks)
+            s = found.signals[cid]
+            s.coverage, s.phrase = terms.evidence(row.text)
         return found
 
     def rank(self, found: Candidates, req: SearchRequest, tuning: scoring.Tuning | None = None) -> list[dict[str, Any]]:
