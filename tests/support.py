@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -71,3 +72,11 @@ def to_toml(sections: dict[str, dict[str, Any]]) -> str:
 
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# A command prefix that runs the command with SIGINT at its default, as from a terminal: a test
+# runner started in the background (or by a supervisor) may pass SIGINT on ignored, and Python
+# then never raises KeyboardInterrupt, so a Ctrl-C test would wait forever.
+WITH_CTRL_C = [sys.executable, "-c",
+               "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"]
+

@@ -27,7 +27,7 @@ from client.render import vimgrep
 from client.status_view import RateTracker, fmt_duration, progress_bar
 from semdexd.errors import ApiError
 from semdexd.server import Server
-from tests.support import wait_for
+from tests.support import WITH_CTRL_C, wait_for
 from tests.test_daemon import DaemonProcess, command
 
 
@@ -312,7 +312,8 @@ def test_status_wait_gives_up_at_its_timeout(fake: Fake) -> None:
 
 
 def test_status_watch_until_ctrl_c(fake: Fake) -> None:
-    argv = [*command("semdex"), "status", "--watch", "--json", "--interval", "0.01", "--socket", str(fake.socket)]
+    argv = [*WITH_CTRL_C, *command("semdex"), "status", "--watch", "--json", "--interval", "0.01",
+            "--socket", str(fake.socket)]
     proc = subprocess.Popen(argv, env=fake.env, stdout=subprocess.PIPE, text=True)
     wait_for(lambda: sum(m == "status" for m, _ in fake.service.calls) >= 5, 60, "several refreshes")
     proc.send_signal(signal.SIGINT)
