@@ -151,7 +151,7 @@ def run(cfg: Config, work: Path, folders: list[Path], queries: int) -> dict[str,
         if not wait_until(lambda: r.svc.error or r.svc.searcher is not None, 600):
             raise RuntimeError("the service did not start")
         opened_s = time.perf_counter() - start
-        before = int(r.svc.status({}).get("chunks", 0))
+        before = int(r.svc.manifest.counts()["chunks"])
         with _BusySearches(r, 2.0) as busy:
             until_idle(r.svc, 6 * 3600, step=0.5)
         wall = time.perf_counter() - start - opened_s
