@@ -41,7 +41,8 @@ def test_a_daemon_whose_model_computes_wrong_vectors_says_why(tmp_path: Path) ->
         daemon.wait_ready()
         status = wait_for(lambda: (s := call_json(daemon.socket, "status", timeout=10.0))["state"] == "error" and s,
                           120, "the daemon to report its model error")
-        assert "different vectors on two runs" in status["error"]
+        # The wrong vectors are random: different on two runs, or NaN; either way the same advice.
+        assert status["error"].startswith("ModelError: model all-MiniLM-L6-v2")
         assert "MemoryDenyWriteExecute" in status["error"]
         assert daemon.answers()  # it stays up to say so
     finally:
