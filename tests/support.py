@@ -7,8 +7,10 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_MODELS = REPO / ".cache" / "test-models"   # converted once, shared by every test
@@ -52,6 +54,23 @@ class Instance:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.runtime, ignore_errors=True)
+
+
+@contextmanager
+def running_service(inst: Instance, ready: Callable[[Any], Any] = lambda svc: True) -> Iterator[Any]:
+    """A real `Service` on ``inst``'s config, yielded once its initial index is done (idle, no
+    error, and ``ready(svc)``); stopped, and ``inst`` cleaned up, afterwards."""
+    from semdexd.service import Service
+
+    svc = Service(inst.config())
+    svc.start()
+    try:
+        wait_for(lambda: svc.error or (svc.state() == "idle" and ready(svc)), timeout=180, what="initial index")
+        assert svc.error is None, svc.error
+        yield svc
+    finally:
+        svc.stop()
+        inst.cleanup()
 
 
 def to_toml(sections: dict[str, dict[str, Any]]) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from semdexd.service import Service
-from tests.support import Instance, sha256_file, wait_for
+from tests.support import Instance, running_service, sha256_file, wait_for
 
 PARA = ("Paragraph {n} of the notes: the quick brown fox number {n} jumps over the lazy dog while "
         "the daemon keeps the index fresh, chunk by chunk, and never loses what it stored before.")
@@ -59,14 +59,8 @@ def notes(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def service(tmp_path: Path, model_info, notes: Path):
-    inst = Instance(tmp_path, [notes], index={"max_file_mb": 0.05})
-    svc = Service(inst.config())
-    svc.start()
-    wait_for(lambda: svc.error or svc.state() == "idle", timeout=180, what="initial index")
-    assert svc.error is None, svc.error
-    yield svc
-    svc.stop()
-    inst.cleanup()
+    with running_service(Instance(tmp_path, [notes], index={"max_file_mb": 0.05})) as svc:
+        yield svc
 
 
 def texts_embedded(svc: Service) -> int:

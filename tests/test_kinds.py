@@ -12,8 +12,7 @@ import pytest
 from semdexd.extract import EXTRACTOR_VERSION
 from semdexd.kinds import Kind, retry_delay
 from semdexd.manifest import Manifest
-from semdexd.service import Service
-from tests.support import Instance, wait_for
+from tests.support import Instance, running_service, wait_for
 
 SCHEMA_1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,14 +52,8 @@ def service(tmp_path: Path, model_info):
     (folder / "a.md").write_text("# A\n\nApples grow on trees in the orchard.\n")
     (folder / "blank.txt").write_text("   \n\n")
     inst = Instance(tmp_path, [folder], chunk={"target_tokens": 24, "overlap_tokens": 0})
-    svc = Service(inst.config())
-    svc.start()
-    wait_for(lambda: svc.error or (svc.state() == "idle" and len(svc.manifest.all_paths()) == 2),
-             timeout=180, what="initial index")
-    assert svc.error is None, svc.error
-    yield svc, folder
-    svc.stop()
-    inst.cleanup()
+    with running_service(inst, lambda svc: len(svc.manifest.all_paths()) == 2) as svc:
+        yield svc, folder
 
 
 def test_kinds_are_recorded_and_old_extractor_skips_are_reread(service) -> None:

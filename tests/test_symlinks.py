@@ -8,8 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from semdexd.service import Service
-from tests.support import Instance, wait_for
+from tests.support import Instance, running_service, wait_for
 
 
 def test_edit_of_a_followed_links_target_is_noticed(tmp_path: Path, model_info) -> None:
@@ -21,13 +20,8 @@ def test_edit_of_a_followed_links_target_is_noticed(tmp_path: Path, model_info) 
     (folder / "link.md").symlink_to(target)
     (folder / "broken.md").symlink_to(outside / "missing.md")
     inst = Instance(tmp_path / "inst", [folder], index={"follow_symlinks": True})
-    svc = Service(inst.config())
-    svc.start()
     link = str(folder / "link.md")
-    try:
-        wait_for(lambda: svc.error or (svc.state() == "idle" and svc.manifest.file(link) is not None),
-                 timeout=180, what="initial index")
-        assert svc.error is None, svc.error
+    with running_service(inst, lambda svc: svc.manifest.file(link) is not None) as svc:
         row = svc.manifest.file(link)
         assert (row.status, row.size, row.mtime_ns) == ("indexed", target.stat().st_size, target.stat().st_mtime_ns)
         assert svc.manifest.file(str(folder / "broken.md")).reason == "skipped: broken symlink"
@@ -37,6 +31,3 @@ def test_edit_of_a_followed_links_target_is_noticed(tmp_path: Path, model_info) 
         wait_for(lambda: "foghorns" in " ".join(c.text for c in svc.manifest.chunks_of(link)),
                  timeout=60, what="the link re-indexed with the target's new text")
         assert svc.manifest.file(link).size == target.stat().st_size
-    finally:
-        svc.stop()
-        inst.cleanup()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from semdexd.service import Service
-from tests.support import Instance, wait_for
+from tests.support import Instance, running_service, wait_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux only")
 
@@ -67,14 +67,8 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def service(tmp_path: Path, model_info, home: Path):
-    inst = Instance(tmp_path / "inst", [home], index={"hidden": True})
-    svc = Service(inst.config())
-    svc.start()
-    wait_for(lambda: svc.error or svc.state() == "idle", timeout=180, what="initial index")
-    assert svc.error is None, svc.error
-    yield svc
-    svc.stop()
-    inst.cleanup()
+    with running_service(Instance(tmp_path / "inst", [home], index={"hidden": True})) as svc:
+        yield svc
 
 
 ADMITTED = {".", "notes", "notes/sub"}
@@ -191,11 +185,7 @@ def test_a_new_folder_holding_a_followed_link_to_a_folder_is_expanded(tmp_path: 
     folder.mkdir()
     (outside / "inner").mkdir(parents=True)
     (outside / "inner" / "linked.md").write_text("reached through a link\n")
-    inst = Instance(tmp_path / "inst", [folder], index={"follow_symlinks": True})
-    svc = Service(inst.config())
-    svc.start()
-    try:
-        wait_for(lambda: svc.error or svc.state() == "idle", timeout=180, what="initial index")
+    with running_service(Instance(tmp_path / "inst", [folder], index={"follow_symlinks": True})) as svc:
         (folder / "new").mkdir()
         (folder / "new" / "link").symlink_to(outside)
         linked = folder / "new" / "link" / "inner" / "linked.md"
@@ -203,6 +193,3 @@ def test_a_new_folder_holding_a_followed_link_to_a_folder_is_expanded(tmp_path: 
         (folder / "link2").symlink_to(outside / "inner")   # a link created in a watched folder
         wait_for(lambda: indexed(svc, folder / "link2" / "linked.md"), what="the file behind a new link indexed")
         assert watched_folders(folder) == {".", "new"}, "a linked folder is not watched (the reconcile covers it)"
-    finally:
-        svc.stop()
-        inst.cleanup()
