@@ -111,6 +111,15 @@ class IgnoreRules:
         """True when ``folder`` is the mount point of a pseudo filesystem not to descend into."""
         return self._cfg.default_excludes and self._mounts.is_pseudo(folder)
 
+    def enters(self, entry: os.DirEntry[str], parent_dev: int) -> bool:
+        """Whether a walk goes into the sub-folder ``entry`` of a folder on device ``parent_dev``:
+        it is not ignored, and no pseudo or memory filesystem is mounted there. OSError from
+        its stat propagates."""
+        path = Path(entry.path)
+        if self.ignored(path, True):
+            return False
+        return entry.stat(follow_symlinks=False).st_dev == parent_dev or not self.pseudo_mount(path)
+
     def _folder(self, parts: tuple[str, ...]) -> _Folder:
         """The cached state of the folder ``root/parts``, computed down from the nearest cached
         folder above it (iteratively: no recursion limit on deep trees)."""
@@ -163,20 +172,16 @@ def watch_points(root: Path, rules: IgnoreRules) -> list[tuple[Path, bool]]:
         return [(root, True)]
     points = [(root, False)]
     try:
+        dev = root.stat().st_dev
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError:
         return points
     for entry in entries:
-        path = Path(entry.path)
         try:
-            is_dir = entry.is_dir(follow_symlinks=False)
-            if not is_dir or rules.ignored(path, True):
-                continue
-            if entry.stat(follow_symlinks=False).st_dev != root.stat().st_dev and rules.pseudo_mount(path):
-                continue
+            if entry.is_dir(follow_symlinks=False) and rules.enters(entry, dev):
+                points.append((Path(entry.path), True))
         except OSError:
             continue
-        points.append((path, True))
     return points
 
 

@@ -190,19 +190,14 @@ class InotifyTree:
             except OSError:
                 continue
             for entry in entries:
-                path = Path(entry.path)
                 try:
                     if not entry.is_dir(follow_symlinks=False):
                         if enqueue:
                             self._enqueue_entry(entry, rules, follow)
-                        continue
-                    if rules.ignored(path, True):
-                        continue
-                    if entry.stat(follow_symlinks=False).st_dev != dev and rules.pseudo_mount(path):
-                        continue
+                    elif rules.enters(entry, dev):
+                        stack.append(Path(entry.path))
                 except OSError:
                     continue
-                stack.append(path)
 
     def _enqueue_entry(self, entry: os.DirEntry[str], rules: IgnoreRules, follow: bool) -> None:
         """Enqueue a file (or a symlink) found in a new folder; with ``follow``, a link to a folder
