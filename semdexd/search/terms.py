@@ -101,10 +101,8 @@ class QueryTerms:
         only when all of its tokens are there. 4-9x faster than tokenizing a candidate chunk."""
         low = text.lower()
         found = {t for t in self.weights if t in low and _run((t,)).search(low)}
-        total = sum(self.weights.values())
-        coverage = sum(w for t, w in self.weights.items() if t in found) / total if total else 0.0
         phrase = bool(self.phrases) and all(found.issuperset(p) and _run(p).search(low) for p in self.phrases)
-        return coverage, phrase
+        return self.coverage(found), phrase
 
 
 @functools.lru_cache(maxsize=512)
