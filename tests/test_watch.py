@@ -15,29 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from semdexd.bench.watch import kernel_watches
 from semdexd.service import Service
 from tests.support import Instance, running_service, wait_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux only")
 
 IGNORED = ("node_modules/pkg/lib", ".cache/thumbs", ".git/objects/ab", "generated/deep")
-
-
-def kernel_watches() -> list[int]:
-    """The inode of every inotify watch this process holds (all its inotify fds)."""
-    inodes = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
-                continue
-            with open(f"/proc/self/fdinfo/{fd}") as f:
-                lines = [line for line in f if line.startswith("inotify wd:")]
-        except OSError:
-            continue
-        for line in lines:
-            field = next(part for part in line.split() if part.startswith("ino:"))
-            inodes.append(int(field[4:], 16))
-    return inodes
 
 
 def watched_folders(root: Path) -> set[str]:

@@ -3,11 +3,11 @@ a tree with big ignored folders costs.
 
 Generates a tree of ``--folders`` admitted folders (a few notes among them) plus a
 ``node_modules`` of ``--ignored`` folders and a ``.cache`` folder, indexes it with the real
-Service (test model, one worker), waits until the watch count settles, then reports for this process: the inotify watches set (the
-``inotify wd:`` lines of every inotify fd in /proc/self/fdinfo), the threads (Python and OS), and
-the CPU seconds the idle daemon spends over ``--seconds`` while another process writes into the
-ignored ``.cache`` folder (about 250 writes a second, 4 KB each). It uses only the Service API, so the same
-file measures an older checkout (run it with that checkout on PYTHONPATH).
+Service (one worker), waits until the watch count settles, then reports for this process: the
+inotify watches set (`kernel_watches`), the threads (Python and OS), and the CPU seconds the idle
+daemon spends over ``--seconds`` while another process writes into the ignored ``.cache`` folder
+(about 250 writes a second, 4 KB each). It uses only the Service API, so the same file measures
+an older checkout (run it as ``python -m semdexd.bench.watch`` with that checkout on PYTHONPATH).
 """
 
 from __future__ import annotations
@@ -55,18 +55,27 @@ def generate(root: Path, folders: int, ignored: int) -> None:
     (root / ".cache").mkdir()
 
 
-def inotify_watches() -> int:
-    """Watches held by this process: ``inotify wd:`` lines over all its inotify fds."""
-    total = 0
+def kernel_watches() -> list[int]:
+    """The inode of every inotify watch this process holds: the ``inotify wd:`` lines of all its
+    inotify fds in /proc/self/fdinfo."""
+    inodes = []
     for fd in os.listdir("/proc/self/fd"):
         try:
             if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
                 continue
             with open(f"/proc/self/fdinfo/{fd}") as f:
-                total += sum(1 for line in f if line.startswith("inotify wd:"))
+                lines = [line for line in f if line.startswith("inotify wd:")]
         except OSError:
             continue
-    return total
+        for line in lines:
+            field = next(part for part in line.split() if part.startswith("ino:"))
+            inodes.append(int(field[4:], 16))
+    return inodes
+
+
+def inotify_watches() -> int:
+    """Watches held by this process."""
+    return len(kernel_watches())
 
 
 def settled_watches(quiet_s: float = 3.0, window_s: float = 60.0) -> dict[str, Any]:
