@@ -1,12 +1,27 @@
-"""What the benchmarks share: waiting on a condition with a deadline, indexing a service to
-idle, and a background `Sampler`."""
+"""What the benchmarks share: a config for their own service, waiting on a condition with a
+deadline, indexing a service to idle, percentiles, and a background `Sampler`."""
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, Self
+
+from semdexd.config import Config
+
+
+def bench_config(cfg: Config, folders: Sequence[Path], work: Path, **pool: Any) -> Config:
+    """``cfg`` for a benchmark's own `Service`: data and state in ``work``, a new short runtime
+    dir under /tmp (the caller removes ``paths.runtime_dir``), ``folders`` watched without the
+    periodic reconcile, and these ``[pool]`` settings."""
+    paths = replace(cfg.paths, data_dir=work / "data", state_dir=work / "state",
+                    runtime_dir=Path(tempfile.mkdtemp(prefix="sxb", dir="/tmp")))
+    index = replace(cfg.index, folders=tuple(folders), reconcile_interval_s=0)
+    return replace(cfg, paths=paths, index=index, pool=replace(cfg.pool, **pool))
 
 
 def wait_until(pred: Callable[[], Any], timeout: float, step: float = 0.05) -> bool:

@@ -35,7 +35,7 @@ from typing import Any, Self
 
 import psutil
 
-from semdexd.bench.common import Sampler, wait_until
+from semdexd.bench.common import Sampler, bench_config, wait_until
 from semdexd.bench.common import percentile as _pct
 from semdexd.config import Config
 
@@ -78,11 +78,8 @@ class Daemon:
             shutil.copytree(source, self.corpus, symlinks=True, ignore=shutil.ignore_patterns(".git"))
         else:
             self.corpus = stdlib_corpus(self.work / "corpus", files)
-        runtime = Path(tempfile.mkdtemp(prefix="sxg", dir="/tmp"))
-        self.cfg = replace(cfg, paths=replace(cfg.paths, data_dir=self.work / "data", state_dir=self.work / "state",
-                                              runtime_dir=runtime),
-                           index=replace(cfg.index, folders=(self.corpus,), reconcile_interval_s=0),
-                           pool=replace(cfg.pool, **{k: v for k, v in pool.items() if hasattr(cfg.pool, k)}))
+        self.cfg = bench_config(cfg, [self.corpus], self.work,
+                                **{k: v for k, v in pool.items() if hasattr(cfg.pool, k)})
         from semdexd.service import Service
 
         self.svc = Service(self.cfg)

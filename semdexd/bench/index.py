@@ -20,17 +20,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from semdexd.bench.common import until_idle, wait_until
+from semdexd.bench.common import bench_config, until_idle, wait_until
 from semdexd.bench.embed import PeakRss
 from semdexd.config import Config
-
-
-def _bench_config(cfg: Config, corpus: Path, work: Path, workers: int | None) -> Config:
-    paths = replace(cfg.paths, data_dir=work / "data", state_dir=work / "state",
-                    runtime_dir=Path(tempfile.mkdtemp(prefix="sxb", dir="/tmp")))
-    index = replace(cfg.index, folders=(corpus,), reconcile_interval_s=0)
-    pool = replace(cfg.pool, workers=workers if workers is not None else cfg.pool.workers)
-    return replace(cfg, paths=paths, index=index, pool=pool)
 
 
 def _edit_files(svc: Any, corpus: Path, count: int) -> tuple[list[float], list[int]]:
@@ -80,7 +72,7 @@ def run(cfg: Config, source: Path, edits: int, workers: int | None) -> dict[str,
     work = Path(tempfile.mkdtemp(prefix="semdex-bench-"))
     corpus = work / "corpus"
     shutil.copytree(source, corpus, symlinks=True, ignore=shutil.ignore_patterns(".git"))
-    bcfg = _bench_config(cfg, corpus, work, workers)
+    bcfg = bench_config(cfg, [corpus], work, **({} if workers is None else {"workers": workers}))
     svc = Service(bcfg)
     try:
         with PeakRss() as rss:

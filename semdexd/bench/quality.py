@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from semdexd.bench.common import until_idle
+from semdexd.bench.common import bench_config, until_idle
 from semdexd.bench.devsets import Item, load, materialise
 from semdexd.config import Config
 from semdexd.search import scoring
@@ -63,11 +63,7 @@ def work_dir(fresh: bool, quick: bool, target: int | None = None) -> tuple[Path,
 def _index(cfg: Config, corpus: Path, work: Path) -> Any:
     from semdexd.service import Service
 
-    bcfg = replace(cfg,
-                   paths=replace(cfg.paths, data_dir=work / "data", state_dir=work / "state",
-                                 runtime_dir=Path(tempfile.mkdtemp(prefix="sxq", dir="/tmp"))),
-                   index=replace(cfg.index, folders=(corpus,), reconcile_interval_s=0))
-    svc = Service(bcfg)
+    svc = Service(bench_config(cfg, [corpus], work))
     svc.start()
     until_idle(svc, 7200, 0.1)
     return svc

@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -39,7 +38,7 @@ from typing import Any
 import psutil
 import structlog
 
-from semdexd.bench.common import Sampler, until_idle, wait_until
+from semdexd.bench.common import Sampler, bench_config, until_idle, wait_until
 from semdexd.bench.common import percentile as _pct
 from semdexd.bench.engine import ASKS, memory
 from semdexd.config import Config
@@ -121,11 +120,8 @@ class _Run:
     """A `Service` on a kept data dir (``data/``, ``state/`` inside ``work``)."""
 
     def __init__(self, cfg: Config, work: Path, folders: list[Path]) -> None:
-        self.runtime = Path(tempfile.mkdtemp(prefix="sxs", dir="/tmp"))
-        self.cfg = replace(cfg, paths=replace(cfg.paths, data_dir=work / "data", state_dir=work / "state",
-                                              runtime_dir=self.runtime),
-                           index=replace(cfg.index, folders=tuple(folders), reconcile_interval_s=0),
-                           pool=replace(cfg.pool, cache_mb=0, idle_shutdown_s=20))
+        self.cfg = bench_config(cfg, folders, work, cache_mb=0, idle_shutdown_s=20)
+        self.runtime = self.cfg.paths.runtime_dir
         from semdexd.handlers import Api
         from semdexd.service import Service
 

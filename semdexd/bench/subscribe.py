@@ -21,8 +21,7 @@ from typing import Any
 
 import msgpack
 
-from semdexd.bench.common import until_idle, wait_until
-from semdexd.bench.index import _bench_config
+from semdexd.bench.common import bench_config, until_idle, wait_until
 from semdexd.config import Config
 
 WORDS = ["index", "search", "vector", "chunk", "model", "socket", "daemon", "worker", "query", "folder", "file", "line", "token", "editor", "plugin", "progress", "event", "state", "idle", "queue"]
@@ -50,7 +49,7 @@ def run_once(cfg: Config, source: Path, subscriber: bool) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="semdex-bench-sub-"))
     corpus = work / "corpus"
     shutil.copytree(source, corpus)
-    bcfg = _bench_config(cfg, corpus, work, None)
+    bcfg = bench_config(cfg, [corpus], work)
     svc = Service(bcfg)
     server = Server(bcfg.socket_path, svc.handlers(), max_request_bytes=bcfg.server.max_request_bytes,
                     log=_Quiet(), hub=svc.events)

@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from semdexd.bench.common import until_idle
+from semdexd.bench.common import bench_config, until_idle
 from semdexd.config import Config, default_paths
 
 WRITER = """
@@ -109,10 +109,8 @@ def measure(cfg: Config, folders: int, ignored: int, seconds: float) -> dict[str
     work = Path(tempfile.mkdtemp(prefix="semdex-bench-watch-"))
     corpus = work / "tree"
     generate(corpus, folders, ignored)
-    paths = replace(cfg.paths, data_dir=work / "data", state_dir=work / "state",
-                    runtime_dir=Path(tempfile.mkdtemp(prefix="sxw", dir="/tmp")))
-    bcfg = replace(cfg, paths=paths, index=replace(cfg.index, folders=(corpus,), reconcile_interval_s=0),
-                   pool=replace(cfg.pool, workers=1))
+    bcfg = bench_config(cfg, [corpus], work, workers=1)
+    paths = bcfg.paths
     threads_before = (threading.active_count(), os_threads())
     svc = Service(bcfg)
     try:
