@@ -49,11 +49,12 @@ class DaemonProcess:
     def socket(self) -> Path:
         return self.cfg.socket_path
 
-    def run(self, *args: str) -> subprocess.Popen[bytes]:
-        """Start ``semdexd run --config FILE ARGS`` in the foreground (stderr to a file)."""
+    def run(self, *args: str, prefix: list[str] | None = None) -> subprocess.Popen[bytes]:
+        """Start ``semdexd run --config FILE ARGS`` in the foreground (stderr to a file), after
+        the command ``prefix`` when given (a wrapper that then execs it)."""
+        argv = [*(prefix or []), *command("semdexd"), "run", "--config", str(self.inst.config_file), *args]
         with open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen([*command("semdexd"), "run", "--config", str(self.inst.config_file), *args],
-                                         env=self.env, stdout=subprocess.DEVNULL, stderr=err)
+            self.proc = subprocess.Popen(argv, env=self.env, stdout=subprocess.DEVNULL, stderr=err)
         return self.proc
 
     def answers(self) -> bool:

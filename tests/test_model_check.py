@@ -17,7 +17,7 @@ from semdexd.embed.encoder import Encoder, check_output
 from semdexd.embed.model import ModelInfo
 from semdexd.protocol import call_json
 from tests.support import wait_for
-from tests.test_daemon import DaemonProcess, command
+from tests.test_daemon import DaemonProcess
 
 PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, NO_MDWE = 65, 1, 77
 UNDER_MDWE = ("import ctypes, os, sys\n"
@@ -32,11 +32,9 @@ def test_the_bundled_model_passes_its_check(model_info: ModelInfo) -> None:
 
 def test_a_daemon_whose_model_computes_wrong_vectors_says_why(tmp_path: Path) -> None:
     daemon = DaemonProcess(tmp_path, model={})  # the bundled model
-    argv = [sys.executable, "-c", UNDER_MDWE, *command("semdexd"), "run", "--config", str(daemon.inst.config_file)]
-    with open(daemon.stderr_path, "ab") as err:
-        daemon.proc = subprocess.Popen(argv, env=daemon.env, stdout=subprocess.DEVNULL, stderr=err)
+    proc = daemon.run(prefix=[sys.executable, "-c", UNDER_MDWE])
     try:
-        if _exited_soon(daemon.proc) and daemon.proc.returncode == NO_MDWE:
+        if _exited_soon(proc) and proc.returncode == NO_MDWE:
             pytest.skip("this kernel has no prctl PR_SET_MDWE (Linux >= 6.3)")
         daemon.wait_ready()
         status = wait_for(lambda: (s := call_json(daemon.socket, "status", timeout=10.0))["state"] == "error" and s,
