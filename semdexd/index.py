@@ -430,7 +430,7 @@ class Indexer:
                 self.store.add([ids[k] for k in keep], np.stack([vectors[k] for k in keep]),
                                [metas[k] for k in keep])
         self._crash_point("after_add")
-        self.manifest.commit_files(updates, deleted)
+        self.manifest.commit_files(updates, deleted, dict(zip(ids, vectors)))
         for job in group:
             if job.update is not None and job.update.status == "indexed" and job.new:
                 log.info("file_indexed", path=job.path, chunks=len(job.update.chunks), embedded=len(job.new))
@@ -511,6 +511,26 @@ class Indexer:
             stats["extra_deleted"] = len(extra)
         log.info("recovered", **stats)
         return stats
+
+    def keep_vectors(self, page: int = 200) -> int:
+        """Copy from the store into the manifest the vectors of chunks written before the manifest
+        kept them (an index built by an older version), a page at a time; returns how many. Stops
+        when stopping, and at the first error (logged: the next start goes on from there)."""
+        after, kept, start = 0, 0, time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                rows = self.manifest.chunks_without_vectors(after, page)
+                if not rows:
+                    break
+                after = rows[-1][0]
+                vectors = self.store.vectors([cid for _, cid in rows])
+                self.manifest.keep_vectors(vectors)
+                kept += len(vectors)
+        except Exception as exc:
+            log.warning("vectors_not_kept", error=f"{type(exc).__name__}: {exc}", kept=kept)
+        if kept:
+            log.info("vectors_kept", chunks=kept, s=round(time.monotonic() - start, 1))
+        return kept
 
     def _record_poison(self) -> int:
         """Files the process died reading `POISON_AFTER_CRASHES` times: recorded as poison

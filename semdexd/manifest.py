@@ -2,7 +2,9 @@
 
 It is the source of truth for "done": a file counts as indexed only once its row commits, and
 that commit happens after the vector store write. Chunk text lives here (snippets, FTS5 lexical
-search), not in Chroma. Before a store write, the ids about to be written are journalled in
+search), not in Chroma, and so does a float16 copy of each chunk's vector (a search reads the
+vectors of its lexical candidates with their rows instead of asking Chroma: ~0.2 vs ~1.7 ms).
+Before a store write, the ids about to be written are journalled in
 ``pending``; after a crash, pending ids that no committed chunk owns are deleted from the store,
 so an interrupted write never leaves an orphan vector behind.
 
@@ -16,13 +18,15 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from semdexd.private import private_file
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -136,6 +140,7 @@ DF_CACHE_MAX = 20000    # cached document frequencies (terms) before the cache s
 _ADDED_COLUMNS = (
     ("files", "kind", "TEXT NOT NULL DEFAULT ''"),        # semdexd.kinds.Kind ('' = schema 1 row)
     ("files", "extractor", "TEXT NOT NULL DEFAULT ''"),   # EXTRACTOR_VERSION that decided it
+    ("chunks", "vec", "BLOB"),            # the chunk's vector as float16 (NULL: written before schema 3)
 )
 
 
@@ -270,6 +275,40 @@ class Manifest:
                     out[r[0]] = ChunkRow(*r)
         return out
 
+    def chunk_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The vectors kept beside ``ids`` (float32 from float16: cosines within ~1e-4 of the
+        store's); chunks written before the manifest kept them are left out (ask the store)."""
+        out: dict[str, np.ndarray] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                part = list(ids[start:start + 500])
+                marks = ",".join("?" * len(part))
+                for cid, blob in self._db.execute(
+                        f"SELECT id, vec FROM chunks WHERE id IN ({marks}) AND vec IS NOT NULL", part):
+                    out[cid] = np.frombuffer(blob, np.float16).astype(np.float32)
+        return out
+
+    def chunks_without_vectors(self, after: int, limit: int) -> list[tuple[int, str]]:
+        """Up to ``limit`` (rowid, id) of chunks with no kept vector, rowid above ``after``, in
+        rowid order (a cursor: chunks the store lacks are not returned again)."""
+        with self._lock:
+            return self._db.execute("SELECT rowid, id FROM chunks WHERE rowid > ? AND vec IS NULL "
+                                    "ORDER BY rowid LIMIT ?", (after, limit)).fetchall()
+
+    def keep_vectors(self, vectors: Mapping[str, np.ndarray]) -> None:
+        """Keep ``vectors`` beside those of their chunks that have none (chunks are unchanged:
+        a row's text, hence its id and vector, never change)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("UPDATE chunks SET vec = ? WHERE id = ? AND vec IS NULL",
+                                     [(_pack(v), cid) for cid, v in vectors.items()])
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
     def all_chunk_ids(self) -> set[str]:
         with self._lock:
             return {r[0] for r in self._db.execute("SELECT id FROM chunks")}
@@ -402,8 +441,10 @@ class Manifest:
         with self._lock:
             self._db.execute("DELETE FROM pending")
 
-    def commit_files(self, updates: Sequence[FileUpdate], deleted: Sequence[str] = ()) -> None:
-        """Atomically record ``updates`` (replacing each file's chunks) and forget ``deleted``.
+    def commit_files(self, updates: Sequence[FileUpdate], deleted: Sequence[str] = (),
+                     vectors: Mapping[str, np.ndarray] | None = None) -> None:
+        """Atomically record ``updates`` (replacing each file's chunks) and forget ``deleted``;
+        ``vectors`` (by chunk id) are kept beside their chunks (see `chunk_vectors`).
 
         Call only after the store holds every chunk of ``updates`` and none of their stale ones.
         """
@@ -415,7 +456,7 @@ class Manifest:
                 for path in deleted:
                     self._forget(path)
                 for u in updates:
-                    self._replace(u, now)
+                    self._replace(u, now, vectors or {})
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:  # SQLite may have rolled back already (disk full)
@@ -466,7 +507,7 @@ class Manifest:
         self._db.execute("DELETE FROM files WHERE path=?", (path,))
         self._db.execute("DELETE FROM pending WHERE path=?", (path,))
 
-    def _replace(self, u: FileUpdate, now: float) -> None:
+    def _replace(self, u: FileUpdate, now: float, vectors: Mapping[str, np.ndarray]) -> None:
         old = {r[0]: r[1] for r in self._db.execute("SELECT id, rowid FROM chunks WHERE path=?", (u.path,))}
         new_ids = {c.id for c in u.chunks}
         for cid in set(old) - new_ids:
@@ -474,16 +515,24 @@ class Manifest:
         for c in u.chunks:
             if c.id in old:  # unchanged text; only its position may have moved
                 self._db.execute(
-                    "UPDATE chunks SET ord=?, start_line=?, end_line=?, start_byte=?, end_byte=? WHERE rowid=?",
-                    (c.ord, c.start_line, c.end_line, c.start_byte, c.end_byte, old[c.id]))
+                    "UPDATE chunks SET ord=?, start_line=?, end_line=?, start_byte=?, end_byte=?, "
+                    "vec=coalesce(vec, ?) WHERE rowid=?",
+                    (c.ord, c.start_line, c.end_line, c.start_byte, c.end_byte, _pack(vectors.get(c.id)),
+                     old[c.id]))
             else:
                 self._db.execute(
-                    "INSERT INTO chunks(id,path,ord,hash,start_line,end_line,start_byte,end_byte,text) "
-                    "VALUES (?,?,?,?,?,?,?,?,?)",
-                    (c.id, c.path, c.ord, c.hash, c.start_line, c.end_line, c.start_byte, c.end_byte, c.text))
+                    "INSERT INTO chunks(id,path,ord,hash,start_line,end_line,start_byte,end_byte,text,vec) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (c.id, c.path, c.ord, c.hash, c.start_line, c.end_line, c.start_byte, c.end_byte, c.text,
+                     _pack(vectors.get(c.id))))
         self._db.execute(
             "INSERT OR REPLACE INTO files(path,size,mtime_ns,hash,status,reason,file_type,chunks,indexed_at,"
             "kind,extractor) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (u.path, u.size, u.mtime_ns, u.hash, u.status, u.reason, u.file_type, len(u.chunks), now,
              u.kind, u.extractor))
         self._db.execute("DELETE FROM pending WHERE path=?", (u.path,))
+
+
+def _pack(vector: np.ndarray | None) -> bytes | None:
+    """A vector as the manifest keeps it (float16: half the bytes, cosines within ~1e-4)."""
+    return None if vector is None else np.asarray(vector, dtype=np.float16).tobytes()

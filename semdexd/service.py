@@ -164,13 +164,15 @@ class Service:
 
     def _after_initial_index(self) -> None:
         """Once the first index has caught up: log its figures (with ``PROFILE=true`` the stage
-        table too) and remove indexes of an older model/chunker, built beside this one."""
+        table too), copy into the manifest the vectors an older version did not keep there, and
+        remove indexes of an older model/chunker, built beside this one."""
         while not self._stopping.is_set() and self.indexer.busy():
             self._stopping.wait(0.5)
         if self._stopping.is_set():
             return
         log.info("initial_index_done", s=round(time.time() - self._started_at, 1), **self.manifest.counts())
         self._log_profile()
+        self.indexer.keep_vectors()
         self._complete_rebuild()
         key = self._key
         root = self.cfg.paths.data_dir / "index"

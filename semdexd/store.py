@@ -7,7 +7,7 @@ embedding function is ever attached (on create *and* on get), so nothing reaches
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -168,13 +168,7 @@ class VectorStore:
 
     def exact(self, vector: np.ndarray, ids: Sequence[str], k: int) -> list[Neighbour]:
         """The ``k`` of ``ids`` nearest to ``vector``, by exact dot products (unit vectors)."""
-        vecs = self.vectors(ids) if ids else {}
-        if not vecs:
-            return []
-        keys = list(vecs)
-        scores = np.stack([vecs[i] for i in keys]) @ np.asarray(vector, dtype=np.float32)
-        top = np.lexsort((np.asarray(keys), -scores))[:k]  # ties: by chunk id
-        return [Neighbour(keys[i], float(scores[i])) for i in top]
+        return nearest(vector, self.vectors(ids) if ids else {}, k)
 
     def query(self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None,
               ids: Sequence[str] | None = None) -> list[Neighbour]:
@@ -207,6 +201,16 @@ class VectorStore:
             return []
         got = [Neighbour(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0])]
         return sorted(got, key=lambda n: (-n.score, n.id))  # ties: by chunk id, not insertion order
+
+
+def nearest(vector: np.ndarray, vectors: Mapping[str, np.ndarray], k: int) -> list[Neighbour]:
+    """The ``k`` of ``vectors`` nearest to ``vector`` by exact dot products (unit vectors); ties by id."""
+    if not vectors:
+        return []
+    keys = list(vectors)
+    scores = np.stack([vectors[i] for i in keys]) @ np.asarray(vector, dtype=np.float32)
+    top = np.lexsort((np.asarray(keys), -scores))[:k]
+    return [Neighbour(keys[i], float(scores[i])) for i in top]
 
 
 def _unavailable(exc: BaseException) -> bool:

@@ -11,7 +11,7 @@ import pytest
 
 from semdexd.extract import EXTRACTOR_VERSION
 from semdexd.kinds import Kind, retry_delay
-from semdexd.manifest import Manifest
+from semdexd.manifest import SCHEMA_VERSION, Manifest
 from tests.support import Instance, running_service, wait_for
 
 SCHEMA_1 = """
@@ -33,7 +33,7 @@ def test_schema_1_manifest_is_migrated_and_old_skips_are_read_again(tmp_path: Pa
     try:
         row = manifest.file("/a/old.bin")
         assert row is not None and (row.kind, row.extractor) == ("", "")
-        assert manifest.get_meta("schema") == "2"
+        assert manifest.get_meta("schema") == str(SCHEMA_VERSION)
         assert manifest.paths_to_reread(EXTRACTOR_VERSION) == ["/a/old.bin"]
     finally:
         manifest.close()

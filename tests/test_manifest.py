@@ -70,3 +70,31 @@ def test_doc_freqs_follow_every_write_even_another_connections(tmp_path):
     other.commit_files([], deleted=["/r/a.md"])
     assert m.doc_freqs(["oven", "bread", "rye"]) == (1, {"oven": 1, "bread": 0, "rye": 1})
     other.close()
+
+
+def test_vectors_kept_beside_chunks_and_an_older_manifest_gains_the_column(tmp_path):
+    import sqlite3
+
+    import numpy as np
+
+    path = tmp_path / "m.sqlite3"
+    db = sqlite3.connect(path)  # a schema-2 manifest: chunks without a vector column
+    db.executescript("CREATE TABLE chunks (rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT NOT NULL, "
+                     "ord INTEGER NOT NULL, hash TEXT NOT NULL, start_line INTEGER NOT NULL, end_line INTEGER NOT NULL, "
+                     "start_byte INTEGER NOT NULL, end_byte INTEGER NOT NULL, text TEXT NOT NULL);")
+    db.close()
+    m = Manifest(path)
+    old = rows("/r/a", ["x", "y"])
+    m.commit_files([FileUpdate("/r/a", 1, 1, "h", "indexed", chunks=old)])
+    assert m.chunk_vectors([c.id for c in old]) == {}  # written without vectors: the caller asks the store
+    rng = np.random.default_rng(0)
+    vecs = {c.id: (v / np.linalg.norm(v)).astype(np.float32) for c, v in zip(old, rng.normal(size=(2, 8)))}
+    new = rows("/r/a", ["x", "y", "z"])
+    vecs[new[2].id] = vecs[old[0].id]
+    m.commit_files([FileUpdate("/r/a", 2, 2, "h2", "indexed", chunks=new)], vectors=vecs)
+    got = m.chunk_vectors([c.id for c in new] + ["unknown"])
+    assert set(got) == {c.id for c in new}  # the new chunk, and the unchanged ones that had none
+    for cid, v in got.items():
+        assert v.dtype == np.float32 and float(v @ vecs[cid]) > 0.9999
+    m.commit_files([FileUpdate("/r/a", 3, 3, "h3", "indexed", chunks=new[:1])])
+    assert set(m.chunk_vectors([c.id for c in new])) == {new[0].id}  # go with their chunks

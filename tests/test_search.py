@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from semdexd.errors import ApiError
@@ -135,6 +136,41 @@ def test_broad_filter_fallback_still_applies_every_condition(svc, monkeypatch):
     assert hits and all(rel(svc, h).startswith("travel/") for h in hits)
     recent = search(svc, "Colosseum Rome pasta", mode="semantic", since=time.time() - 86400, limit=50)
     assert "travel/rome.md" not in {rel(svc, h) for h in recent}
+
+
+def test_manifest_keeps_every_chunks_vector_as_the_store_has_it(svc):
+    ids = sorted(svc.manifest.all_chunk_ids())
+    kept, stored = svc.manifest.chunk_vectors(ids), svc.store.vectors(ids)
+    assert set(kept) == set(stored) == set(ids)
+    assert min(float(kept[i] @ stored[i]) for i in ids) > 0.9999
+
+
+def test_an_index_without_kept_vectors_gives_the_same_answers(svc):
+    """Chunks written before the manifest kept vectors: their cosines come from the store, and
+    a start copies their vectors into the manifest."""
+    import sqlite3
+
+    queries = [("knead the dough", {}), ("parse_config", {}), ("bread", {"paths": (str(svc.folder / "cooking"),)}),
+               ("socket time out retry", {"mode": "semantic", "paths": (str(svc.folder / "net"),)})]
+    before = [search(svc, q, limit=20, **kw) for q, kw in queries]
+    [path] = (svc.cfg.paths.data_dir / "index").glob("*/manifest.sqlite3")
+    db = sqlite3.connect(path)
+    saved = db.execute("SELECT id, vec FROM chunks").fetchall()
+    try:
+        with db:
+            db.execute("UPDATE chunks SET vec = NULL")
+        assert svc.manifest.chunk_vectors([cid for cid, _ in saved]) == {}
+        after = [search(svc, q, limit=20, **kw) for q, kw in queries]
+        assert svc.indexer.keep_vectors(page=7) == len(saved)  # what a start does: copied from the store
+        assert svc.manifest.chunk_vectors([cid for cid, _ in saved]) == {
+            cid: pytest.approx(np.frombuffer(v, np.float16).astype(np.float32)) for cid, v in saved}
+    finally:
+        with db:
+            db.executemany("UPDATE chunks SET vec = ? WHERE id = ? AND vec IS NULL", [(v, cid) for cid, v in saved])
+        db.close()
+    for b, a in zip(before, after):
+        assert b and [(h["path"], h["start_line"]) for h in b] == [(h["path"], h["start_line"]) for h in a]
+        assert max(abs(x["score"] - y["score"]) for x, y in zip(b, a)) <= 1e-3
 
 
 # ---------------------------------------------------------------- issue 9: score, cutoff, globs, notices

@@ -10,6 +10,7 @@ insertion order, so the same index gives the same answer.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from semdexd.search import scoring
 from semdexd.search.request import SearchRequest, request_filter
 from semdexd.search.snippets import merge_adjacent, snippet
 from semdexd.search.terms import QueryTerms, phrase_query, tokens, words_query
-from semdexd.store import Neighbour, VectorStore
+from semdexd.store import Neighbour, VectorStore, nearest
 
 # Chunks taken from each list: CANDIDATES, or 2 per hit asked for when more hits are asked for.
 # 100 -> 50 left every tune-half figure of `semdexd bench quality` unchanged (40 lost a little)
@@ -58,37 +59,50 @@ class Searcher:
         self.store = store
         self.embedder = embedder
         self.tuning = tuning
+        self._threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="search")  # idle threads end with it
 
     def search(self, req: SearchRequest, where: Filter | None = None) -> list[dict[str, Any]]:
         """Hits for ``req`` best first (all of them, weak ones included; see `split_weak`)."""
         return self.rank(self.candidates(req, where if where is not None else request_filter(req)), req)
 
     def candidates(self, req: SearchRequest, where: Filter) -> Candidates:
-        """Every chunk any list proposes for ``req``, with its signals."""
+        """Every chunk any list proposes for ``req``, with its signals.
+
+        The query is embedded on a second thread while this one runs the lexical half (its
+        queries, rows and word evidence): the model and SQLite release the GIL, so on two cores
+        the two overlap. Chroma's calls hold the GIL; they run here, after."""
         found = Candidates()
-        vector = self._query_vector(req.query) if req.mode != "lexical" else None
-        if vector is not None:
-            for n in self.vector_neighbours(vector, where, pool_size(req.limit)):
-                found.lists["semantic"].append(n.id)
-                found.signals.setdefault(n.id, scoring.Signals()).cosine = n.score
+        embedding = self._threads.submit(self._query_vector, req.query) if req.mode != "lexical" else None
         terms = self._terms(req.query)
+        found.words = set(terms.weights)
+        found.query_tokens = len(terms.weights)
         if req.mode != "semantic":
             for name, match in (("phrase", phrase_query(req.query)), ("words", words_query(req.query, terms.common))):
                 for cid, bm25 in (self.manifest.lexical(match, pool_size(req.limit), where) if match else []):
                     found.lists[name].append(cid)
                     s = found.signals.setdefault(cid, scoring.Signals())
                     s.bm25 = max(bm25, s.bm25) if s.bm25 is not None else bm25
-        found.rows = self.manifest.chunks_by_id(list(found.signals))
-        if vector is not None:
-            missing = [cid for cid, s in found.signals.items() if s.cosine is None and cid in found.rows]
-            for n in self.store.exact(vector, missing, len(missing)) if missing else []:
-                found.signals[n.id].cosine = n.score
-        found.words = set(terms.weights)
-        found.query_tokens = len(terms.weights)
-        for cid, row in found.rows.items():
+            self._add_rows(found, list(found.signals), terms)
+        vector = embedding.result() if embedding is not None else None
+        if vector is None:
+            return found
+        lexical = list(found.rows)
+        for n in self.vector_neighbours(vector, where, pool_size(req.limit)):
+            found.lists["semantic"].append(n.id)
+            found.signals.setdefault(n.id, scoring.Signals()).cosine = n.score
+        self._add_rows(found, [cid for cid in found.lists["semantic"] if cid not in found.rows], terms)
+        missing = [cid for cid in lexical if found.signals[cid].cosine is None]
+        for n in nearest(vector, self.vectors(missing), len(missing)):
+            found.signals[n.id].cosine = n.score
+        return found
+
+    def _add_rows(self, found: Candidates, ids: list[str], terms: QueryTerms) -> None:
+        """Read the rows of ``ids`` into ``found`` with their word evidence."""
+        rows = self.manifest.chunks_by_id(ids) if ids else {}
+        for cid, row in rows.items():
             s = found.signals[cid]
             s.coverage, s.phrase = terms.evidence(row.text)
-        return found
+        found.rows.update(rows)
 
     def rank(self, found: Candidates, req: SearchRequest, tuning: scoring.Tuning | None = None) -> list[dict[str, Any]]:
         """The hits of ``found`` for ``req`` under ``tuning`` (default: the searcher's)."""
@@ -111,7 +125,7 @@ class Searcher:
             return self.store.query(vector, k)
         ids = self.manifest.chunk_ids_where(where, PREFILTER_MAX)
         if ids is not None and len(ids) <= EXACT_MAX:
-            return self.store.exact(vector, ids, k)
+            return nearest(vector, self.vectors(ids), k)
         if ids is not None:
             return self.store.query(vector, k, ids=ids)
         chroma_where = _chroma_where(where)
@@ -120,11 +134,19 @@ class Searcher:
         passing = self.manifest.ids_passing([n.id for n in got], where)
         return [n for n in got if n.id in passing][:k]
 
+    def vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of ``ids``: the manifest's copies, the store's for chunks written
+        before the manifest kept them."""
+        found = self.manifest.chunk_vectors(ids) if ids else {}
+        rest = [cid for cid in ids if cid not in found]
+        found.update(self.store.vectors(rest) if rest else {})
+        return found
+
     def similar(self, path: str, line: int | None, limit: int) -> list[dict[str, Any]]:
         """Chunks of other files nearest to ``path`` (its chunk at ``line``, else the whole file)."""
         own = self.manifest.chunks_of(path)
         rows = [r for r in own if line is not None and r.start_line <= line <= r.end_line] or own
-        vecs = self.store.vectors([r.id for r in rows]) if rows else {}
+        vecs = self.vectors([r.id for r in rows])
         if not vecs:
             return []
         mean = np.mean(np.stack(list(vecs.values())), axis=0)
