@@ -156,7 +156,7 @@ def test_a_worker_restarted_under_its_identity_does_not_lose_its_batch(tmp_path,
     def remote() -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "semdexd.embed.worker", "--endpoint", endpoint,
                                  "--identity", "R-same", "--info", json.dumps(model_info.to_dict()),
-                                 "--heartbeat-ms", "200", "--server-public-key", key,
+                                 "--heartbeat-ms", "200", f"--server-public-key={key}",
                                  "--secret-key-file", worker_secret], cwd=REPO)
 
     def remote_state() -> str:

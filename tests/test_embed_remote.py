@@ -54,7 +54,7 @@ def test_remote_worker_joins_and_strangers_are_refused(tmp_path, make_config, mo
     def worker(name: str, secret: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "semdexd.embed.worker", "--endpoint", endpoint,
                                  "--identity", name, "--info", json.dumps(model_info.to_dict()),
-                                 "--heartbeat-ms", "200", "--server-public-key", key, "--secret-key-file", secret],
+                                 "--heartbeat-ms", "200", f"--server-public-key={key}", "--secret-key-file", secret],
                                 cwd=REPO)
 
     remote, stranger = worker("R-friend", worker_secret), worker("R-stranger", stranger_secret)

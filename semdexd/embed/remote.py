@@ -6,7 +6,7 @@ in only if their public certificate (``*.key``) is in the folder ``authorized_wo
 that file; any other client is refused by the ZAP handler, so file text never leaves the machine
 in clear or to a stranger. A remote worker runs
 ``python -m semdexd.embed.worker --endpoint tcp://HOST:5555 --identity NAME
---server-public-key KEY --secret-key-file worker.key_secret`` with the same model configured.
+--server-public-key=KEY --secret-key-file worker.key_secret`` with the same model configured.
 """
 
 from __future__ import annotations

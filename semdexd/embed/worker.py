@@ -232,7 +232,9 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--heartbeat-misses", type=int, default=10)
     parser.add_argument("--parent-pid", type=int, default=0)
     parser.add_argument("--nice", type=int, default=0, help="add this to the CPU niceness (0-19)")
-    parser.add_argument("--server-public-key", default="", help="CurveZMQ: the broker's public key (z85)")
+    parser.add_argument("--server-public-key", default="",
+                        help="CurveZMQ: the broker's public key (z85); write --server-public-key=KEY: "
+                             "a key may begin with '-'")
     parser.add_argument("--secret-key-file", default="", help="CurveZMQ: this worker's certificate")
     args = parser.parse_args(argv)
     return Options(endpoint=args.endpoint, identity=args.identity or f"R-{socket.gethostname()}-{os.getpid()}",
