@@ -166,7 +166,8 @@ def run(cfg: Config, work: Path, folders: list[Path], queries: int) -> dict[str,
     added = chunks - before
     busy_ms = [ms for _, ms in busy.samples]
     return {"folders": [str(f) for f in folders], "chunks": chunks, "files_indexed": status.get("files_indexed"),
-            "open_s": round(opened_s, 1), "first_search_ms": round(first_ms, 1), "new_chunks": added, "index_wall_s": round(wall, 1),
+            "open_s": round(opened_s, 1), "first_search_ms": round(first_ms, 1), "new_chunks": added,
+            "index_wall_s": round(wall, 1),
             "chunks_per_s": round(added / wall, 1) if added > 0 and wall > 0 else None,
             "stage_share_pct": {k: v.get("share_pct") for k, v in status.get("stages", {}).items()} if added else None,
             "busy_searches": len(busy_ms), "busy_p50_ms": _pct(busy_ms, 50), "busy_p95_ms": _pct(busy_ms, 95),
