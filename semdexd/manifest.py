@@ -535,5 +535,5 @@ class Manifest:
 
 def _pack(vector: np.ndarray | None) -> bytes | None:
     """A vector as the manifest keeps it (float16: half the bytes; cosines move by at most ~6e-5,
-    median 2e-6, over 7k chunks)."""
+    median 7e-6, against the store's float32, 100 queries x 7k chunks)."""
     return None if vector is None else np.asarray(vector, dtype=np.float16).tobytes()
