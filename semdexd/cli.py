@@ -217,8 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``semdexd``; returns the exit code."""
     args = build_parser().parse_args(argv)
     if args.command in WRITING_COMMANDS:
+        from semdexd.lean import import_structlog
         from semdexd.private import restrict_umask
         restrict_umask()
+        import_structlog()  # first, so that no later import brings rich in (semdexd.lean)
     try:
         return int(args.func(args))
     except UsageError as exc:

@@ -161,6 +161,7 @@ class ServerConfig:
     idle_timeout_s: float = 600.0       # between requests; subscribers exempt; 0 = never
     stop_timeout_s: float = 45.0        # a stop taking longer is forced (stacks dumped, exit 1)
     freeze_exit_s: float = 60.0         # no Python runs this long (a hung native call): exit 1
+    malloc_arenas: int = 4              # glibc malloc arenas for the daemon's threads; 0 = glibc's default
 
 
 @dataclass(frozen=True)
@@ -302,6 +303,7 @@ def _validate(cfg: Config) -> Config:
         (cfg.server.idle_timeout_s >= 0, "[server] idle_timeout_s must be >= 0 (0 = never)"),
         (cfg.server.stop_timeout_s > 0, "[server] stop_timeout_s must be > 0"),
         (cfg.server.freeze_exit_s >= 10, "[server] freeze_exit_s must be >= 10"),
+        (cfg.server.malloc_arenas >= 0, "[server] malloc_arenas must be >= 0 (0 = the C library's default)"),
     ]
     for ok, message in checks:
         if not ok:

@@ -32,6 +32,9 @@ OPEN_RETRY_MAX_S = 30.0   # back-off ceiling while the store cannot be opened (d
 
 class Service:
     def __init__(self, cfg: Config) -> None:
+        from semdexd.embed.memory import limit_arenas
+
+        limit_arenas(cfg.server.malloc_arenas)  # before this service starts its threads
         self.cfg = cfg
         self.metrics = Metrics()
         self.error: str | None = None

@@ -71,7 +71,9 @@ class VectorStore:
 
     @staticmethod
     def _open_client(cfg: Config) -> Any:
-        import chromadb
+        from semdexd.lean import import_chromadb
+
+        chromadb = import_chromadb()  # without the parts the daemon never runs (see semdexd.lean)
         from chromadb.config import Settings
 
         settings = Settings(anonymized_telemetry=False, allow_reset=False)

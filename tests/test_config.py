@@ -62,6 +62,7 @@ def test_folders_expand_and_merge_with_command_line(tmp_path):
     ("[nonsense]\n", "unknown section"),
     ("[index\n", "not valid TOML"),
     ("[index]\nhidden = 1\n", "hidden"),
+    ("[server]\nmalloc_arenas = -1\n", "malloc_arenas"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path, text, needle):
     f = tmp_path / "bad.toml"

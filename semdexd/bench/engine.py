@@ -188,11 +188,14 @@ IMPORT_STEPS = ("numpy", "tokenizers", "zmq", "msgpack", "psutil", "structlog", 
 
 
 def import_costs() -> list[dict[str, Any]]:
-    """RSS after importing each of IMPORT_STEPS in turn, in a fresh interpreter (cumulative)."""
+    """RSS after importing each of IMPORT_STEPS in turn, in a fresh interpreter (cumulative);
+    structlog and chromadb the way the daemon imports them (`semdexd.lean`)."""
     code = ("import importlib, sys, json\nout = []\n"
             "def rss():\n    return int([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1])\n"
-            "out.append(['python', rss()])\n"
-            "for m in sys.argv[1:]:\n    importlib.import_module(m); out.append([m, rss()])\n"
+            "out.append(['python', rss()])\nfrom semdexd import lean\n"
+            "lean_import = {'structlog': lean.import_structlog, 'chromadb': lean.import_chromadb}\n"
+            "for m in sys.argv[1:]:\n"
+            "    lean_import.get(m, lambda: importlib.import_module(m))(); out.append([m, rss()])\n"
             "out.append(['onnxruntime loaded', int('onnxruntime' in sys.modules)])\nprint(json.dumps(out))")
     done = subprocess.run([sys.executable, "-c", code, *IMPORT_STEPS], capture_output=True, text=True, check=True)
     rows = json.loads(done.stdout)
