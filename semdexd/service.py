@@ -46,6 +46,7 @@ class Service:
         self._ready = threading.Event()
         self._scanned = threading.Event()
         self._stopping = threading.Event()
+        self.settled = threading.Event()  # start-up work done: initial index, vector copies, old indexes
         self._lock = threading.Lock()
         self._boot_thread: threading.Thread | None = None
         self._started_at = time.time()
@@ -78,6 +79,7 @@ class Service:
             log.exception("initial_scan_failed")
         self._scanned.set()
         self._after_initial_index()
+        self.settled.set()
 
     def _warm_up(self) -> None:
         """Answer one search now, so that the first real one does not wait for what a first

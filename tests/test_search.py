@@ -153,6 +153,7 @@ def test_an_index_without_kept_vectors_gives_the_same_answers(svc):
     queries = [("knead the dough", {}), ("parse_config", {}), ("bread", {"paths": (str(svc.folder / "cooking"),)}),
                ("socket time out retry", {"mode": "semantic", "paths": (str(svc.folder / "net"),)})]
     before = [search(svc, q, limit=20, **kw) for q, kw in queries]
+    assert svc.settled.wait(60)  # the start's own copying of vectors is over
     [path] = (svc.cfg.paths.data_dir / "index").glob("*/manifest.sqlite3")
     db = sqlite3.connect(path)
     saved = db.execute("SELECT id, vec FROM chunks").fetchall()
