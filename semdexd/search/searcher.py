@@ -27,7 +27,7 @@ from semdexd.store import Neighbour, VectorStore, nearest
 # 100 -> 50 left every tune-half figure of `semdexd bench quality` unchanged (40 lost a little)
 # and cut the in-process hybrid search from 10.3 to 8.2 ms at 3.6k chunks.
 CANDIDATES = 50
-OWN_ROOM = 200                # `similar` asks for up to this many more, the source file's own chunks
+OWN_ROOM = 200                # `similar` first asks for up to this many more (the file's own chunks are nearest)
 
 
 def pool_size(limit: int) -> int:
@@ -152,8 +152,10 @@ class Searcher:
         mean = np.mean(np.stack(list(vecs.values())), axis=0)
         mean /= np.linalg.norm(mean) or 1.0
         own_ids = {r.id for r in own}
-        room = pool_size(limit) + min(len(own_ids), OWN_ROOM)  # the file's own chunks are nearest: skip them
-        got = [n for n in self.store.query(mean, room) if n.id not in own_ids]
+        want = pool_size(limit)
+        got = [n for n in self.store.query(mean, want + min(len(own_ids), OWN_ROOM)) if n.id not in own_ids]
+        if len(got) < want and len(own_ids) > OWN_ROOM:  # a big file's own chunks took the room: room for all
+            got = [n for n in self.store.query(mean, want + len(own_ids)) if n.id not in own_ids]
         signals = {n.id: scoring.Signals(cosine=n.score) for n in got}
         scores = {n.id: scoring.semantic_score(n.score, self.tuning) for n in got}
         found = self.manifest.chunks_by_id(list(scores))
