@@ -168,10 +168,6 @@ class VectorStore:
         return col._client._get(collection_id=col.id, ids=ids, include=["embeddings"],
                                 tenant=col.tenant, database=col.database)
 
-    def exact(self, vector: np.ndarray, ids: Sequence[str], k: int) -> list[Neighbour]:
-        """The ``k`` of ``ids`` nearest to ``vector``, by exact dot products (unit vectors)."""
-        return nearest(vector, self.vectors(ids) if ids else {}, k)
-
     def query(self, vector: np.ndarray, k: int, where: dict[str, Any] | None = None,
               ids: Sequence[str] | None = None) -> list[Neighbour]:
         """Nearest ``k`` chunks to ``vector``, optionally restricted by metadata or candidate ids."""

@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 
 from semdexd.config import StoreConfig
-from semdexd.store import VectorStore, ancestors, chunk_metadata
+from semdexd.store import VectorStore, ancestors, chunk_metadata, nearest
 from tests.support import Instance
 
 
@@ -27,7 +27,7 @@ def test_add_delete_existing_query_and_filters(tmp_path):
     got = store.query(vecs[0], 6, where={"dirs": {"$contains": "/r/b"}})
     assert {n.id for n in got} == {"id2", "id3"}
     assert {n.id for n in store.query(vecs[0], 6, ids=["id4", "id5"])} == {"id4", "id5"}
-    exact = store.exact(vecs[4], ["id3", "id4", "id5"], 2)
+    exact = nearest(vecs[4], store.vectors(["id3", "id4", "id5"]), 2)
     assert exact[0].id == "id4" and abs(exact[0].score - 1.0) < 1e-5 and len(exact) == 2
     assert exact == sorted(exact, key=lambda n: -n.score)
     store.delete(["id0", "id1", "missing"])
