@@ -18,9 +18,11 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -134,6 +136,7 @@ def _regexp(pattern: str, value: str) -> bool:
     return _compiled(pattern).search(value) is not None
 
 
+_ID_BATCH = 500         # ids per statement (well under SQLite's variable limit)
 DF_CACHE_MAX = 20000    # cached document frequencies (terms) before the cache starts over
 
 # Columns added after schema 1, with their definitions (added to older databases on open).
@@ -263,30 +266,27 @@ class Manifest:
                 "FROM chunks WHERE path=? ORDER BY ord", (path,)).fetchall()
         return [ChunkRow(*r) for r in rows]
 
-    def chunks_by_id(self, ids: Sequence[str]) -> dict[str, ChunkRow]:
-        out: dict[str, ChunkRow] = {}
+    def _by_ids(self, head: str, ids: Sequence[str], tail: str = "", args: Sequence[object] = ()) -> list[Any]:
+        """The rows of ``{head} IN (ids...){tail}`` for ``ids`` in batches of `_ID_BATCH`, with
+        ``args`` bound after the ids."""
+        out: list[Any] = []
         with self._lock:
-            for start in range(0, len(ids), 500):
-                part = list(ids[start:start + 500])
+            for start in range(0, len(ids), _ID_BATCH):
+                part = list(ids[start:start + _ID_BATCH])
                 marks = ",".join("?" * len(part))
-                for r in self._db.execute(
-                    "SELECT id,path,ord,hash,start_line,end_line,start_byte,end_byte,text "
-                    f"FROM chunks WHERE id IN ({marks})", part):
-                    out[r[0]] = ChunkRow(*r)
+                out += self._db.execute(f"{head} IN ({marks}){tail}", [*part, *args]).fetchall()
         return out
+
+    def chunks_by_id(self, ids: Sequence[str]) -> dict[str, ChunkRow]:
+        rows = self._by_ids("SELECT id,path,ord,hash,start_line,end_line,start_byte,end_byte,text "
+                            "FROM chunks WHERE id", ids)
+        return {r[0]: ChunkRow(*r) for r in rows}
 
     def chunk_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The vectors kept beside ``ids`` (float32 from float16: cosines within ~1e-4 of the
         store's); chunks written before the manifest kept them are left out (ask the store)."""
-        out: dict[str, np.ndarray] = {}
-        with self._lock:
-            for start in range(0, len(ids), 500):
-                part = list(ids[start:start + 500])
-                marks = ",".join("?" * len(part))
-                for cid, blob in self._db.execute(
-                        f"SELECT id, vec FROM chunks WHERE id IN ({marks}) AND vec IS NOT NULL", part):
-                    out[cid] = np.frombuffer(blob, np.float16).astype(np.float32)
-        return out
+        rows = self._by_ids("SELECT id, vec FROM chunks WHERE id", ids, " AND vec IS NOT NULL")
+        return {cid: np.frombuffer(blob, np.float16).astype(np.float32) for cid, blob in rows}
 
     def chunks_without_vectors(self, after: int, limit: int) -> list[tuple[int, str]]:
         """Up to ``limit`` (rowid, id) of chunks with no kept vector, rowid above ``after``, in
@@ -298,16 +298,9 @@ class Manifest:
     def keep_vectors(self, vectors: Mapping[str, np.ndarray]) -> None:
         """Keep ``vectors`` beside those of their chunks that have none (chunks are unchanged:
         a row's text, hence its id and vector, never change)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("UPDATE chunks SET vec = ? WHERE id = ? AND vec IS NULL",
-                                     [(_pack(v), cid) for cid, v in vectors.items()])
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+        with self._transaction():
+            self._db.executemany("UPDATE chunks SET vec = ? WHERE id = ? AND vec IS NULL",
+                                 [(_pack(v), cid) for cid, v in vectors.items()])
 
     def all_chunk_ids(self) -> set[str]:
         with self._lock:
@@ -365,15 +358,9 @@ class Manifest:
     def ids_passing(self, ids: Sequence[str], where: Filter) -> set[str]:
         """Those of ``ids`` whose chunk passes ``where``."""
         cond, args = where.sql()
-        out: set[str] = set()
-        with self._lock:
-            for start in range(0, len(ids), 500):
-                part = list(ids[start:start + 500])
-                marks = ",".join("?" * len(part))
-                out.update(r[0] for r in self._db.execute(
-                    f"SELECT c.id FROM chunks c JOIN files f ON f.path = c.path WHERE c.id IN ({marks}) AND {cond}",
-                    [*part, *args]))
-        return out
+        rows = self._by_ids("SELECT c.id FROM chunks c JOIN files f ON f.path = c.path WHERE c.id", ids,
+                            f" AND {cond}", args)
+        return {r[0] for r in rows}
 
     def chunk_ids_where(self, where: Filter, limit: int) -> list[str] | None:
         """Ids of chunks passing ``where``, or None when more than ``limit`` do (filter not selective)."""
@@ -449,14 +436,21 @@ class Manifest:
         Call only after the store holds every chunk of ``updates`` and none of their stale ones.
         """
         now = time.time()
-        with self._lock:
+        with self._transaction():
             self._writes += 1  # document frequencies cached before this are stale
+            for path in deleted:
+                self._forget(path)
+            for u in updates:
+                self._replace(u, now, vectors or {})
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Hold the lock and run the block as one write transaction: committed at its end, rolled
+        back if it raises."""
+        with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for path in deleted:
-                    self._forget(path)
-                for u in updates:
-                    self._replace(u, now, vectors or {})
+                yield
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:  # SQLite may have rolled back already (disk full)
@@ -489,17 +483,11 @@ class Manifest:
         """At start-up: every path still marked as being read counts one more crash; those that
         reached ``limit`` crashes are removed from the journal and returned as (path, crashes)
         (the caller records them as poison). The others keep their count for the next time."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("UPDATE preparing SET crashes = crashes + 1, active = 0 WHERE active = 1")
-                rows = self._db.execute(
-                    "SELECT path, crashes FROM preparing WHERE crashes >= ?", (limit,)).fetchall()
-                self._db.execute("DELETE FROM preparing WHERE crashes >= ?", (limit,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction():
+            self._db.execute("UPDATE preparing SET crashes = crashes + 1, active = 0 WHERE active = 1")
+            rows = self._db.execute(
+                "SELECT path, crashes FROM preparing WHERE crashes >= ?", (limit,)).fetchall()
+            self._db.execute("DELETE FROM preparing WHERE crashes >= ?", (limit,))
         return [(p, n) for p, n in rows]
 
     def _forget(self, path: str) -> None:
