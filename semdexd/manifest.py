@@ -145,6 +145,9 @@ _ADDED_COLUMNS = (
     ("files", "extractor", "TEXT NOT NULL DEFAULT ''"),   # EXTRACTOR_VERSION that decided it
     ("chunks", "vec", "BLOB"),            # the chunk's vector as float16 (NULL: written before schema 3)
 )
+# Indexes on added columns (made after them). Only chunks of an older version lack a vector: this
+# one holds just those, so a start finds that none is left in ~0.03 ms (a scan took 0.26 s at 506k).
+_ADDED_INDEXES = ("CREATE INDEX IF NOT EXISTS chunks_without_vec ON chunks(rowid) WHERE vec IS NULL",)
 
 
 @dataclass(frozen=True)
@@ -206,12 +209,15 @@ class Manifest:
         self._migrate()
 
     def _migrate(self) -> None:
-        """Bring an older database up to `SCHEMA_VERSION` (columns added with defaults)."""
+        """Bring an older database up to `SCHEMA_VERSION` (columns added with defaults, and their
+        indexes)."""
         with self._lock:
             for table, column, definition in _ADDED_COLUMNS:
                 have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            for statement in _ADDED_INDEXES:
+                self._db.execute(statement)
         if self.get_meta("schema") != str(SCHEMA_VERSION):
             self.set_meta("schema", str(SCHEMA_VERSION))
 

@@ -98,3 +98,10 @@ def test_vectors_kept_beside_chunks_and_an_older_manifest_gains_the_column(tmp_p
         assert v.dtype == np.float32 and float(v @ vecs[cid]) > 0.9999
     m.commit_files([FileUpdate("/r/a", 3, 3, "h3", "indexed", chunks=new[:1])])
     assert set(m.chunk_vectors([c.id for c in new])) == {new[0].id}  # go with their chunks
+    fresh = tmp_path / "fresh.sqlite3"
+    Manifest(fresh).close()
+    for db_path in (path, fresh):  # a start finds the chunks left without a vector through an index
+        with sqlite3.connect(db_path) as con:
+            plan = con.execute("EXPLAIN QUERY PLAN SELECT rowid, id FROM chunks WHERE rowid > 0 AND vec IS NULL "
+                               "ORDER BY rowid LIMIT 5").fetchall()
+        assert "chunks_without_vec" in str(plan), (db_path, plan)
