@@ -17,7 +17,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from semdexd.protocol import REQUEST, RESPONSE, encode_json, parse_rpc_error
+from semdexd.api.rpc import REQUEST, RESPONSE, encode_json, parse_rpc_error
 
 try:
     import msgpack
@@ -30,8 +30,8 @@ START_HINT = "Start it with: semdexd start [FOLDER ...]   (or: systemctl --user 
 
 
 def _takes_cwd(method: str) -> bool:
+    from semdexd.api.rpc import split_method
     from semdexd.api.types import METHODS, takes_cwd
-    from semdexd.protocol import split_method
 
     request_type = METHODS.get(split_method(method)[1])
     return request_type is not None and takes_cwd(request_type)

@@ -86,7 +86,7 @@ class ModelConfig:
 class PoolConfig:
     """The embedding worker pool."""
 
-    workers: int = 0                    # 0 = one per core, bounded by memory (semdexd.resources)
+    workers: int = 0                    # 0 = one per core, bounded by memory (semdexd.system.resources)
     threads_per_worker: int = 1
     batch_size: int = 4                 # texts per batch, length-sorted (bench embed: 4 ~ 8 > 16 > 32 per CPU-s)
     max_texts_per_worker: int = 20000   # restart a worker (when idle) after this many texts
@@ -184,7 +184,7 @@ class Config:
         """``[pool] workers``, or for 0 one per usable core bounded by the memory budget."""
         if self.pool.workers:
             return self.pool.workers
-        from semdexd.resources import default_workers, memory_budget_mb, usable_cores
+        from semdexd.system.resources import default_workers, memory_budget_mb, usable_cores
 
         return default_workers(usable_cores(), self.pool.threads_per_worker, memory_budget_mb())
 

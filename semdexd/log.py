@@ -21,7 +21,7 @@ from typing import Any, TextIO
 import structlog
 import structlog.tracebacks
 
-from semdexd.private import FILE_MODE, private_dir
+from semdexd.system.private import FILE_MODE, private_dir
 
 LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 3

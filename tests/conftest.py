@@ -105,7 +105,7 @@ def live(tmp_path_factory: pytest.TempPathFactory):
     tests; one per test module."""
     from tests.test_daemon import DaemonProcess
 
-    from semdexd.protocol import call_json
+    from semdexd.api.rpc import call_json
     from tests.support import wait_for
 
     d = DaemonProcess(tmp_path_factory.mktemp("live"))

@@ -60,7 +60,7 @@ class Instance:
 def running_service(inst: Instance, ready: Callable[[Any], Any] = lambda svc: True) -> Iterator[Any]:
     """A real `Service` on ``inst``'s config, yielded once its initial index is done (idle, no
     error, and ``ready(svc)``); stopped, and ``inst`` cleaned up, afterwards."""
-    from semdexd.service import Service
+    from semdexd.app.service import Service
 
     svc = Service(inst.config())
     svc.start()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from semdexd.api import schema
-from semdexd.handlers import Api
+from semdexd.app.handlers import Api
 from semdexd.api.types import (
     METHODS,
     SESSION_METHODS,
@@ -23,8 +23,8 @@ from semdexd.api.types import (
     parse,
     to_params,
 )
-from semdexd.errors import ApiError
-from semdexd.protocol import ERROR_CODES
+from semdexd.api.types import ApiError
+from semdexd.api.rpc import ERROR_CODES
 from tests.support import REPO, Instance, wait_for
 
 
@@ -126,7 +126,7 @@ def test_schema_command_and_shape() -> None:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory, model_info: Any) -> Any:
-    from semdexd.service import Service
+    from semdexd.app.service import Service
 
     tmp = tmp_path_factory.mktemp("api")
     folder = tmp / "notes"

@@ -2,7 +2,7 @@
 
 import threading
 
-from semdexd.changes import ChangeQueue
+from semdexd.index.changes import ChangeQueue
 
 
 def test_burst_of_touches_becomes_one_job():

@@ -25,7 +25,7 @@ from client.api import Client, DaemonNotRunning, RemoteError, TransportError
 from client.cli import parse_location
 from client.render import vimgrep
 from client.status_view import RateTracker, fmt_duration, progress_bar
-from semdexd.errors import ApiError
+from semdexd.api.types import ApiError
 from semdexd.server import Server
 from tests.support import WITH_CTRL_C, wait_for
 from tests.test_daemon import DaemonProcess, command

@@ -37,7 +37,7 @@ class Daemon:
     def __init__(self, inst: Instance, prefix: list[str] | None = None, env: dict[str, str] | None = None) -> None:
         self.inst = inst
         self.proc = subprocess.Popen(
-            (prefix or []) + [sys.executable, "-m", "semdexd.cli", "run", "--config", str(inst.config_file)],
+            (prefix or []) + [sys.executable, "-m", "semdexd.app.cli", "run", "--config", str(inst.config_file)],
             env={**os.environ, **inst.env, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.children: list[psutil.Process] = []
 
@@ -72,8 +72,8 @@ class Daemon:
 
 def index_snapshot(inst: Instance) -> tuple[set[str], set[str], dict[str, str]]:
     """(manifest chunk ids, store ids, path -> hash) read from disk with no daemon running."""
-    from semdexd.manifest import Manifest
-    from semdexd.store import VectorStore
+    from semdexd.store.manifest import Manifest
+    from semdexd.store.vectors import VectorStore
 
     db = next((Path(inst.env["XDG_DATA_HOME"]) / "semdex" / "index").glob("*/manifest.sqlite3"))
     manifest = Manifest(db)

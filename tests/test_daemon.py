@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from semdexd.daemon import read_pid
-from semdexd.protocol import call_json
+from semdexd.app.daemon import read_pid
+from semdexd.api.rpc import call_json
 from tests.support import Instance, wait_for
 
 BIN = Path(sys.executable).parent
-MODULES = {"semdexd": "semdexd.cli", "semdex": "client.cli"}
+MODULES = {"semdexd": "semdexd.app.cli", "semdex": "client.cli"}
 
 
 def command(tool: str) -> list[str]:
@@ -195,7 +195,7 @@ def test_sighup_reloads_and_a_bad_config_is_ignored(daemon: DaemonProcess, tmp_p
     wait_for(lambda: any(r.get("event") == "reload_failed" and "bogus" in str(r.get("error"))
                          for r in daemon.events()), 60, "the bad reload to be logged")
     assert daemon.answers()
-    from semdexd.protocol import call_json
+    from semdexd.api.rpc import call_json
     assert "bogus" in call_json(daemon.socket, "status")["reload_error"], "status shows why the reload was refused"
 
     folder = tmp_path / "added"
@@ -290,7 +290,7 @@ HEAVY = {"numpy", "chromadb", "ctranslate2", "transformers", "tokenizers", "torc
 
 
 def test_help_and_client_import_nothing_heavy(daemon: DaemonProcess) -> None:
-    assert not HEAVY & _imported(["-m", "semdexd.cli", "--help"], daemon.env)
+    assert not HEAVY & _imported(["-m", "semdexd.app.cli", "--help"], daemon.env)
     assert not HEAVY & _imported(["-m", "client.cli", "version"], daemon.env)
     daemon.run()
     daemon.wait_ready()

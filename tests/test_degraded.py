@@ -49,7 +49,7 @@ class Daemon:
         self.log = log
         with open(log, "ab") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "semdexd.cli", "run", "--config", str(inst.config_file)],
+                [sys.executable, "-m", "semdexd.app.cli", "run", "--config", str(inst.config_file)],
                 env={**os.environ, **inst.env}, stdout=subprocess.DEVNULL, stderr=err)
 
     def logged(self, event: str) -> bool:
@@ -95,8 +95,8 @@ def run_to_idle(inst: Instance, log: Path) -> None:
 
 def snapshot(inst: Instance) -> tuple[set[str], set[str], dict[str, str]]:
     """(manifest chunk ids, store ids, path -> hash), read with no daemon running."""
-    from semdexd.manifest import Manifest
-    from semdexd.store import VectorStore
+    from semdexd.store.manifest import Manifest
+    from semdexd.store.vectors import VectorStore
 
     cfg = inst.config()
     db = next((cfg.paths.data_dir / "index").glob("*/manifest.sqlite3"))
@@ -372,7 +372,7 @@ def test_previous_index_answers_until_the_rebuild_for_a_new_model_completes(tmp_
     steps are driven by hand (open, then scan) so that 'before the rebuild completes' is certain."""
     from dataclasses import replace
 
-    from semdexd.service import Service
+    from semdexd.app.service import Service
 
     inst = Instance(tmp_path / "inst", [corpus], model={"compute_type": "float32"})
     run_to_idle(inst, tmp_path / "stderr")
@@ -409,7 +409,7 @@ def test_previous_index_answers_until_the_rebuild_for_a_new_model_completes(tmp_
 def check_handlers_read_the_previous_index(svc: Any, corpus: Path) -> None:
     """While the previous index serves, the search handler's notices and the similar handler read
     its manifest (the one the hits come from), not the new index's (empty here)."""
-    from semdexd.handlers import Api
+    from semdexd.app.handlers import Api
 
     svc._ready.set()  # what the boot thread does once open
     api = Api(svc).handlers()
@@ -432,7 +432,7 @@ def test_a_write_stuck_in_native_code_holding_the_gil_still_ends_the_process(tmp
     log = tmp_path / "stderr"
     env = {"SEMDEX_TEST_HANG_AT": "after_add:1"}
     with open(log, "ab") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "semdexd.cli", "run", "--config", str(inst.config_file)],
+        proc = subprocess.Popen([sys.executable, "-m", "semdexd.app.cli", "run", "--config", str(inst.config_file)],
                                 env={**os.environ, **inst.env, **env}, stdout=subprocess.DEVNULL, stderr=err)
     try:
         wait_for(lambda: "test_hang_injected" in log.read_text(errors="replace"), timeout=300, what="the hang")

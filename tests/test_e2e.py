@@ -35,7 +35,7 @@ def daemon(tmp_path_factory, model_info):
         (folder / rel).write_text(text)
     inst = Instance(tmp, [folder])
     env = {**os.environ, **inst.env}
-    proc = subprocess.Popen([sys.executable, "-m", "semdexd.cli", "run", "--config", str(inst.config_file)],
+    proc = subprocess.Popen([sys.executable, "-m", "semdexd.app.cli", "run", "--config", str(inst.config_file)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     yield proc, env, folder, inst
     proc.send_signal(signal.SIGTERM)

@@ -15,7 +15,7 @@ import msgpack
 import pytest
 import structlog
 
-from semdexd.events import Event, EventHub, Mailbox, Publisher
+from semdexd.server.events import Event, EventHub, Mailbox, Publisher
 from semdexd.server import Server
 from tests.support import Instance, wait_for
 from tests.test_server import Raw
@@ -84,7 +84,7 @@ def test_a_new_subscriber_gets_the_current_state_even_when_nothing_changes() -> 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, model_info: Any) -> Iterator[Any]:
-    from semdexd.service import Service
+    from semdexd.app.service import Service
 
     tmp = tmp_path_factory.mktemp("events")
     folder = tmp / "notes"

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from semdexd.config import IndexConfig
-from semdexd.ignore import IgnoreRules, walk
+from semdexd.tree.ignore import IgnoreRules, walk
 
 
 def make_tree(root: Path, files: list[str]) -> None:
@@ -80,7 +80,7 @@ def test_deep_tree_scan_is_linear_in_rule_evaluations(tmp_path: Path) -> None:
     folder above it, re-building each folder's path: quartic work). Now each folder's verdict
     is cached: one rule evaluation per entry, and the deep ignore files still apply."""
     from semdexd.config import IndexConfig
-    from semdexd.ignore import IgnoreRules, walk
+    from semdexd.tree.ignore import IgnoreRules, walk
 
     root = tmp_path / "deep"
     root.mkdir()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from semdexd.service import Service
+from semdexd.app.service import Service
 from tests.support import Instance, running_service, sha256_file, wait_for
 
 PARA = ("Paragraph {n} of the notes: the quick brown fox number {n} jumps over the lazy dog while "

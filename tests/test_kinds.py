@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from semdexd.extract import EXTRACTOR_VERSION
-from semdexd.kinds import Kind, retry_delay
-from semdexd.manifest import SCHEMA_VERSION, Manifest
+from semdexd.index.kinds import Kind, retry_delay
+from semdexd.store.manifest import SCHEMA_VERSION, Manifest
 from tests.support import Instance, running_service, wait_for
 
 SCHEMA_1 = """

@@ -1,5 +1,5 @@
-"""What the daemon and its workers must not import (semdexd.lean), in fresh interpreters: the
-daemon's command path (`semdexd.cli.main`), a real Chroma store on disk, every daemon module."""
+"""What the daemon and its workers must not import (semdexd.system.lean), in fresh interpreters: the
+daemon's command path (`semdexd.app.cli.main`), a real Chroma store on disk, every daemon module."""
 
 import json
 import os
@@ -14,11 +14,11 @@ NEVER = ("rich", "pygments", "click", "grpc", "google.protobuf", "opentelemetry.
 DAEMON = """
 import json, sys
 from pathlib import Path
-from semdexd.cli import main
+from semdexd.app.cli import main
 assert main(["model", "prepare", "--config", sys.argv[1]]) == 0   # a command that runs a service's parts
 from semdexd.config import load_config
-from semdexd.store import VectorStore
-import semdexd.daemon, semdexd.handlers, semdexd.index, semdexd.service, semdexd.watch, semdexd.embed.pool
+from semdexd.store.vectors import VectorStore
+import semdexd.app.daemon, semdexd.app.handlers, semdexd.index.pipeline, semdexd.app.service, semdexd.watch.watcher, semdexd.embed.pool
 store = VectorStore(load_config(Path(sys.argv[1])), "semdex-lean")
 out = {"modules": sorted(sys.modules), "count": store.count()}
 if len(sys.argv) > 2:  # the exporter, as Chroma would build it for tracing

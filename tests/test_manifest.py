@@ -1,6 +1,6 @@
 """The manifest: file/chunk rows, FTS kept in step, pending journal, filters."""
 
-from semdexd.manifest import ChunkRow, FileUpdate, Filter, Manifest
+from semdexd.store.manifest import ChunkRow, FileUpdate, Filter, Manifest
 
 
 def rows(path: str, texts: list[str]) -> tuple[ChunkRow, ...]:

@@ -14,7 +14,7 @@ THREADS = """
 import ctypes, sys, threading
 from pathlib import Path
 from semdexd.config import load_config
-from semdexd.service import Service
+from semdexd.app.service import Service
 Service(load_config(Path(sys.argv[1])))
 together = threading.Barrier(8)   # all alive at once: a finished thread's arena would be reused
 def work():

@@ -15,7 +15,7 @@ import pytest
 
 from semdexd.embed.encoder import Encoder, check_output
 from semdexd.embed.model import ModelInfo
-from semdexd.protocol import call_json
+from semdexd.api.rpc import call_json
 from tests.support import wait_for
 from tests.test_daemon import DaemonProcess
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from semdexd.private import PrivateDirError, private_file, secure_tree
-from semdexd.protocol import call_json
+from semdexd.system.private import PrivateDirError, private_file, secure_tree
+from semdexd.api.rpc import call_json
 from tests.support import Instance, wait_for
 from tests.test_daemon import DaemonProcess, command
 

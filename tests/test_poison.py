@@ -7,7 +7,7 @@ import signal
 import sqlite3
 from pathlib import Path
 
-from semdexd.index import POISON_AFTER_CRASHES
+from semdexd.index.pipeline import POISON_AFTER_CRASHES
 from tests.support import Instance, wait_for
 from tests.test_crash import Daemon, _idle, index_snapshot
 
@@ -62,8 +62,8 @@ def test_file_that_crashes_the_daemon_becomes_poison(tmp_path: Path, model_info)
 def test_recovery_leaves_no_orphans_when_the_file_changed(tmp_path: Path, model_info) -> None:
     """After a crash, a file with a vector missing from the store is forgotten and redone; if it
     changed meanwhile, its other old vectors must not stay behind as orphans."""
-    from semdexd.manifest import Manifest
-    from semdexd.store import VectorStore
+    from semdexd.store.manifest import Manifest
+    from semdexd.store.vectors import VectorStore
 
     folder = notes(tmp_path / "notes")
     long = folder / "long.md"

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from semdexd.api.schema import all_schemas
 from semdexd.api.types import METHODS
-from semdexd.protocol import ERROR_CODES, encode_json, parse_rpc_error
+from semdexd.api.rpc import ERROR_CODES, encode_json, parse_rpc_error
 from tests.test_daemon import DaemonProcess
 
 WIRE_NAMES = sorted({name for s in all_schemas().values() for name in s["properties"]})

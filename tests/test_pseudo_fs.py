@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from semdexd.config import IndexConfig
-from semdexd.ignore import IgnoreRules, walk, watch_points
-from semdexd.mounts import MountTable, parse_mountinfo, pseudo_paths_below
+from semdexd.tree.ignore import IgnoreRules, walk, watch_points
+from semdexd.tree.mounts import MountTable, parse_mountinfo, pseudo_paths_below
 
 
 def tree(root: Path, files: list[str]) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from semdexd.errors import ApiError
+from semdexd.api.types import ApiError
 from semdexd.search import SearchRequest, fts_queries, phrase_query, request_filter
-from semdexd.service import Service
+from semdexd.app.service import Service
 from tests.support import Instance, wait_for
 
 NOTES = {
@@ -196,7 +196,7 @@ def test_an_index_without_kept_vectors_gives_the_same_answers(svc):
 
 
 def ask(svc: Service, **params) -> dict:
-    from semdexd.handlers import Api
+    from semdexd.app.handlers import Api
 
     return Api(svc).handlers()["search"]({"cwd": str(svc.folder), **params})
 

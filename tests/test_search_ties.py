@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from semdexd.manifest import ChunkRow, FileUpdate, Manifest
+from semdexd.store.manifest import ChunkRow, FileUpdate, Manifest
 from semdexd.search import SearchRequest, scoring
 from semdexd.search.searcher import ordered_groups
 

@@ -23,8 +23,8 @@ import msgpack
 import pytest
 import structlog
 
-from semdexd.errors import ApiError
-from semdexd.protocol import encode_json, parse_rpc_error
+from semdexd.api.types import ApiError
+from semdexd.api.rpc import encode_json, parse_rpc_error
 from semdexd.server import Server, SocketInUse
 from tests.support import wait_for
 from tests.test_daemon import DaemonProcess

@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 
 from semdexd.config import StoreConfig
-from semdexd.store import VectorStore, ancestors, chunk_metadata, nearest
+from semdexd.store.vectors import VectorStore, ancestors, chunk_metadata, nearest
 from tests.support import Instance
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from semdexd.config import default_paths
-from semdexd.resources import DAEMON_MB, WORKER_MB, cgroup_limit_bytes, default_workers
+from semdexd.system.resources import DAEMON_MB, WORKER_MB, cgroup_limit_bytes, default_workers
 from tests.test_daemon import BIN
 
 REPO = Path(__file__).resolve().parent.parent

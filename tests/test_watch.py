@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from semdexd.bench.watch import kernel_watches
-from semdexd.service import Service
+from semdexd.app.service import Service
 from tests.support import Instance, running_service, wait_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux only")
@@ -153,7 +153,7 @@ def test_a_root_deleted_and_created_again_is_watched_after_a_rescan(service: Ser
 
 
 def test_the_observer_used_off_linux_still_feeds_the_indexer(service: Service, home: Path) -> None:
-    from semdexd.watch import Watcher
+    from semdexd.watch.watcher import Watcher
 
     service.watcher.stop()
     service.watcher = Watcher(service.indexer, 0, use_inotify=False)  # watchdog's Observer, as on macOS

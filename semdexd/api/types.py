@@ -24,7 +24,22 @@ import typing
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
-from semdexd.errors import ApiError
+
+class ApiError(Exception):
+    """A request the daemon refuses; becomes the error part of a socket reply.
+
+    ``code`` is a stable machine-readable word (``bad_request``, ``unknown_method``, ``not_found``,
+    ``too_large``, ``unavailable``, ``internal``); ``message`` is for a person.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def to_wire(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
 
 MAX_QUERY_CHARS = 2000
 MAX_LIMIT = 200

@@ -80,7 +80,7 @@ class Daemon:
             self.corpus = stdlib_corpus(self.work / "corpus", files)
         self.cfg = bench_config(cfg, [self.corpus], self.work,
                                 **{k: v for k, v in pool.items() if hasattr(cfg.pool, k)})
-        from semdexd.service import Service
+        from semdexd.app.service import Service
 
         self.svc = Service(self.cfg)
 
@@ -101,7 +101,7 @@ class Daemon:
         return self.svc.state() != "idle"
 
     def search_ms(self, i: int) -> float:
-        from semdexd.handlers import Api
+        from semdexd.app.handlers import Api
 
         search = Api(self.svc).handlers()["search"]
         start = time.perf_counter()
@@ -184,15 +184,15 @@ def latency(cfg: Config, files: int, queries: int, source: Path | None) -> dict[
 # ---------------------------------------------------------------- footprint
 
 IMPORT_STEPS = ("numpy", "tokenizers", "zmq", "msgpack", "psutil", "structlog", "ctranslate2", "chromadb",
-                "semdexd.service")
+                "semdexd.app.service")
 
 
 def import_costs() -> list[dict[str, Any]]:
     """RSS after importing each of IMPORT_STEPS in turn, in a fresh interpreter (cumulative);
-    structlog and chromadb the way the daemon imports them (`semdexd.lean`)."""
+    structlog and chromadb the way the daemon imports them (`semdexd.system.lean`)."""
     code = ("import importlib, sys, json\nout = []\n"
             "def rss():\n    return int([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1])\n"
-            "out.append(['python', rss()])\nfrom semdexd import lean\n"
+            "out.append(['python', rss()])\nfrom semdexd.system import lean\n"
             "lean_import = {'structlog': lean.import_structlog, 'chromadb': lean.import_chromadb}\n"
             "for m in sys.argv[1:]:\n"
             "    lean_import.get(m, lambda: importlib.import_module(m))(); out.append([m, rss()])\n"

@@ -67,7 +67,7 @@ def _pure_embed_seconds(cfg: Config, texts: list[str]) -> float:
 
 
 def run(cfg: Config, source: Path, edits: int, workers: int | None) -> dict[str, Any]:
-    from semdexd.service import Service
+    from semdexd.app.service import Service
 
     work = Path(tempfile.mkdtemp(prefix="semdex-bench-"))
     corpus = work / "corpus"

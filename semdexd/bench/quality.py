@@ -61,7 +61,7 @@ def work_dir(fresh: bool, quick: bool, target: int | None = None) -> tuple[Path,
 
 
 def _index(cfg: Config, corpus: Path, work: Path) -> Any:
-    from semdexd.service import Service
+    from semdexd.app.service import Service
 
     svc = Service(bench_config(cfg, [corpus], work))
     svc.start()

@@ -122,8 +122,8 @@ class _Run:
     def __init__(self, cfg: Config, work: Path, folders: list[Path]) -> None:
         self.cfg = bench_config(cfg, folders, work, cache_mb=0, idle_shutdown_s=20)
         self.runtime = self.cfg.paths.runtime_dir
-        from semdexd.handlers import Api
-        from semdexd.service import Service
+        from semdexd.app.handlers import Api
+        from semdexd.app.service import Service
 
         self.svc = Service(self.cfg)
         self.search = Api(self.svc).handlers()["search"]

@@ -87,7 +87,7 @@ def measure_size(vectors: np.ndarray, queries: np.ndarray, work: Path) -> dict[s
     import chromadb
     from chromadb.config import Settings
 
-    from semdexd.store import ancestors
+    from semdexd.store.vectors import ancestors
 
     client = chromadb.PersistentClient(path=str(work), settings=Settings(anonymized_telemetry=False))
     col = client.create_collection("bench", embedding_function=None,

@@ -43,8 +43,8 @@ def _stuck_subscriber(path: Path) -> socket.socket:
 
 
 def run_once(cfg: Config, source: Path, subscriber: bool) -> dict[str, Any]:
+    from semdexd.app.service import Service
     from semdexd.server import Server
-    from semdexd.service import Service
 
     work = Path(tempfile.mkdtemp(prefix="semdex-bench-sub-"))
     corpus = work / "corpus"

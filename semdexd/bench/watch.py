@@ -104,7 +104,7 @@ def os_threads() -> int:
 def measure(cfg: Config, folders: int, ignored: int, seconds: float) -> dict[str, Any]:
     """Index a generated tree, let the watches settle, then measure one idle period with a
     writer in the ignored ``.cache``."""
-    from semdexd.service import Service
+    from semdexd.app.service import Service
 
     work = Path(tempfile.mkdtemp(prefix="semdex-bench-watch-"))
     corpus = work / "tree"

@@ -1,5 +1,5 @@
 """The embedding engine: model resolution and conversion, worker processes, the pool, the cache."""
 
-from semdexd.lean import import_structlog
+from semdexd.system.lean import import_structlog
 
-import_structlog()  # before this package's modules import it; first thing in a worker (semdexd.lean)
+import_structlog()  # before this package's modules import it; first thing in a worker (semdexd.system.lean)

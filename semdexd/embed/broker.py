@@ -28,7 +28,7 @@ import structlog
 import zmq
 
 from semdexd.config import Config
-from semdexd.embed import protocol as p
+from semdexd.embed import frames as p
 from semdexd.embed.jobs import Batch, Job
 from semdexd.embed.memory import trim
 from semdexd.embed.model import ModelInfo

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from semdexd.private import private_file
+from semdexd.system.private import private_file
 
 ENTRY_OVERHEAD = 200         # bytes per row beyond the vector: key, two index entries, page slack
 _CHUNK = 500                 # keys per SQL statement (well under SQLite's variable limit)

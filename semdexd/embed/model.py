@@ -28,7 +28,7 @@ from semdexd.embed.convert import QUANTIZATIONS, convert_encoder
 from semdexd.embed.errors import ModelError
 from semdexd.embed.source import SourceModel, read_source
 from semdexd.embed.text import clean
-from semdexd.private import private_dir
+from semdexd.system.private import private_dir
 
 __all__ = ["ModelError", "ModelInfo", "TokenCounter", "load_tokenizer", "prepare_model"]
 

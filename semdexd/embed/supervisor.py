@@ -24,7 +24,7 @@ import structlog
 import zmq
 
 from semdexd.config import Config
-from semdexd.embed import protocol as p
+from semdexd.embed import frames as p
 from semdexd.embed.jobs import Batch
 from semdexd.embed.slots import Slot, SlotState
 

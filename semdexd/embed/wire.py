@@ -17,7 +17,7 @@ import structlog
 import zmq
 
 from semdexd.config import Config
-from semdexd.embed import protocol as p
+from semdexd.embed import frames as p
 
 
 class Wire:

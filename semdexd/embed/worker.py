@@ -31,7 +31,7 @@ import psutil
 import structlog
 import zmq
 
-from semdexd.embed import protocol as p
+from semdexd.embed import frames as p
 from semdexd.embed.encoder import Encoded, Encoder, check_output
 from semdexd.embed.errors import ModelError
 from semdexd.embed.model import ModelInfo

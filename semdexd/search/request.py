@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from semdexd.api.types import MODES, SearchRequest
-from semdexd.manifest import Filter
 from semdexd.search.globs import glob_regexes
+from semdexd.store.manifest import Filter
 
 
 def request_filter(req: SearchRequest, anchors: Sequence[str] = ()) -> Filter:

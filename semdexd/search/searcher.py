@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from semdexd.manifest import ChunkRow, Filter, Manifest
 from semdexd.search import scoring
 from semdexd.search.request import SearchRequest, request_filter
 from semdexd.search.snippets import merge_adjacent, snippet
 from semdexd.search.terms import QueryTerms, phrase_query, tokens, words_query
-from semdexd.store import Neighbour, VectorStore, nearest
+from semdexd.store.manifest import ChunkRow, Filter, Manifest
+from semdexd.store.vectors import Neighbour, VectorStore, nearest
 
 # Chunks taken from each list: CANDIDATES, or 2 per hit asked for when more hits are asked for.
 # 100 -> 50 left every tune-half figure of `semdexd bench quality` unchanged (40 lost a little)

@@ -3,8 +3,8 @@ around the line sharing most words with the query (never flattened, never cut)."
 
 from __future__ import annotations
 
-from semdexd.manifest import ChunkRow
 from semdexd.search.terms import tokens
+from semdexd.store.manifest import ChunkRow
 
 SNIPPET_LINES = 3
 

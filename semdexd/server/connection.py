@@ -11,7 +11,7 @@ evicted by the server (to make room, only while idle), or on a read timeout:
 * ``idle_timeout_s`` (0 = never): silence between requests; a subscribed connection is exempt.
 
 Subscriptions (``subscribe``/``unsubscribe``, served here since they belong to the connection):
-a `semdexd.events.Mailbox` is drained by a writer thread that sends each event as a
+a `semdexd.server.events.Mailbox` is drained by a writer thread that sends each event as a
 notification; replies and notifications share one send lock, so they never interleave. The
 mailbox is bounded and drop-oldest, so a subscriber that does not read only loses events.
 """
@@ -25,11 +25,10 @@ import time
 from typing import Any
 
 from semdexd import PROTOCOL_VERSION
-from semdexd.api.types import SESSION_METHODS, SubscribeRequest, parse
-from semdexd.errors import ApiError
-from semdexd.events import EventHub, Mailbox
-from semdexd.protocol import encode_json, error, normalise_params, split_method
+from semdexd.api.rpc import encode_json, error, normalise_params, split_method
+from semdexd.api.types import SESSION_METHODS, ApiError, SubscribeRequest, parse
 from semdexd.server.dispatch import Dispatcher, Outcome
+from semdexd.server.events import EventHub, Mailbox
 from semdexd.server.framing import Codec, FrameError, Item, Request, detect
 
 RECV_BYTES = 65536

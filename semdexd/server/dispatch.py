@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from semdexd import PROTOCOL_VERSION
-from semdexd.errors import ApiError
-from semdexd.protocol import error, normalise_params, split_method
+from semdexd.api.rpc import error, normalise_params, split_method
+from semdexd.api.types import ApiError
 
 Handler = Callable[[dict[str, Any]], Any]
 Outcome = tuple[dict[str, str] | None, Any]

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import msgpack
 
-from semdexd.protocol import (
+from semdexd.api.rpc import (
     NOTIFY,
     REQUEST,
     RESPONSE,

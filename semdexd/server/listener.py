@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any, Self
 
 from semdexd.api.types import SESSION_METHODS
-from semdexd.events import EventHub
 from semdexd.server.connection import Connection
 from semdexd.server.dispatch import Dispatcher
+from semdexd.server.events import EventHub
 from semdexd.server.sockets import bind_private, peer_uid, remove_if_ours
 
 Handler = Callable[[dict[str, Any]], Any]

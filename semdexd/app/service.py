@@ -2,7 +2,7 @@
 
 `Service` is built once by `semdexd run`. `start()` returns at once; the model is prepared and the
 initial reconcile scan runs in the background while `status` reports ``starting``. The socket
-API lives in `semdexd.handlers` (`handlers()` builds its map); this module keeps the
+API lives in `semdexd.app.handlers` (`handlers()` builds its map); this module keeps the
 lifecycle and the views it reads (`state`, `status`, `ready`).
 """
 
@@ -20,8 +20,8 @@ import structlog
 
 from semdexd import __version__
 from semdexd.config import Config
-from semdexd.events import EventHub, Publisher
-from semdexd.metrics import Metrics
+from semdexd.index.metrics import Metrics
+from semdexd.server.events import EventHub, Publisher
 
 log = structlog.get_logger()
 
@@ -57,7 +57,7 @@ class Service:
         self.indexer: Any = None
         self.watcher: Any = None
         self.searcher: Any = None
-        self.events = EventHub()  # progress/state for subscribers (semdexd.events)
+        self.events = EventHub()  # progress/state for subscribers (semdexd.server.events)
         self._publisher = Publisher(self.events, self.progress, log=log)
 
     # ------------------------------------------------------------ life cycle
@@ -100,7 +100,7 @@ class Service:
         that does not answer) state is ``degraded`` and it is retried with back-off, so a daemon
         restarted on a full disk starts by itself once there is space. Other failures (no model, a
         bad config) are final: state ``error``."""
-        from semdexd.health import describe, store_unavailable
+        from semdexd.index.health import describe, store_unavailable
 
         delay = 0.5
         while not self._stopping.is_set():
@@ -142,12 +142,12 @@ class Service:
     def _open(self) -> None:
         from semdexd.embed.model import prepare_model
         from semdexd.embed.pool import EmbedPool
-        from semdexd.index import Indexer
-        from semdexd.manifest import Manifest
-        from semdexd.previous import META_COMPLETE, find_previous, record_model
+        from semdexd.index.pipeline import Indexer
         from semdexd.search import Searcher
-        from semdexd.store import VectorStore
-        from semdexd.watch import Watcher
+        from semdexd.store.manifest import Manifest
+        from semdexd.store.previous import META_COMPLETE, find_previous, record_model
+        from semdexd.store.vectors import VectorStore
+        from semdexd.watch.watcher import Watcher
 
         self.info = prepare_model(self.cfg)
         if self._stopping.is_set():
@@ -207,8 +207,8 @@ class Service:
 
     def _complete_rebuild(self) -> None:
         """The new index has caught up: mark it complete and serve it (no more previous)."""
-        from semdexd.previous import META_COMPLETE
         from semdexd.search import Searcher
+        from semdexd.store.previous import META_COMPLETE
 
         try:
             self.manifest.set_meta(META_COMPLETE, "1")
@@ -270,7 +270,7 @@ class Service:
         in ``status`` (``restart_needed``); the next start builds the new index beside the old one
         (and removes the old once the new has caught up).
         """
-        from semdexd.watch import Watcher
+        from semdexd.watch.watcher import Watcher
 
         cfg = self._keep_index_shape(cfg)
         self.cfg = cfg
@@ -298,8 +298,8 @@ class Service:
         return replace(new, **{name: getattr(self.cfg, name) for name in INDEX_SHAPE})
 
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
-        """The socket API's handler map (semdexd.handlers)."""
-        from semdexd.handlers import Api
+        """The socket API's handler map (semdexd.app.handlers)."""
+        from semdexd.app.handlers import Api
 
         return Api(self).handlers()
 
@@ -310,7 +310,7 @@ class Service:
         "since": epoch s|None, "failures": int, "retry_in_s": float|None, "pending_files": int}``.
         Degraded = a store write (or opening the store) fails for now and is retried by itself;
         searches keep being answered from what is indexed."""
-        from semdexd.health import HealthSnapshot
+        from semdexd.index.health import HealthSnapshot
 
         indexer = self.indexer  # read once: a retried open may reset it meanwhile
         snap = indexer.health.snapshot() if indexer else HealthSnapshot(False, None, None, 0, None)

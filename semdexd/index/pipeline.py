@@ -10,7 +10,7 @@ state the start-up recovery (`recover`) and the reconcile scan turn into the cle
 
 Stopping is prompt: every stage waits on its queue with a short timeout and looks at the stop
 flag; the write in progress completes, prepared or embedded groups are dropped (redone by the next
-start's reconcile). A write the store refuses for now (disk full, server down: `semdexd.health`)
+start's reconcile). A write the store refuses for now (disk full, server down: `semdexd.index.health`)
 is kept and retried with back-off while the prepare stage pauses (state ``degraded``).
 """
 
@@ -30,18 +30,18 @@ from typing import Any, Protocol
 import numpy as np
 import structlog
 
-from semdexd.changes import ChangeQueue
 from semdexd.chunk import cap_chunks, chunk_budget_chars, chunk_text
 from semdexd.config import Config
 from semdexd.embed.jobs import EmbedFailure
 from semdexd.extract import EXTRACTOR_VERSION, extract
 from semdexd.extract.result import cap_text
-from semdexd.health import WriteHealth, describe, store_unavailable
-from semdexd.ignore import IgnoreRules, walk
-from semdexd.kinds import Kind, retry_delay
-from semdexd.manifest import ChunkRow, FileUpdate, Manifest
-from semdexd.metrics import Metrics
-from semdexd.store import VectorStore, chunk_metadata
+from semdexd.index.changes import ChangeQueue
+from semdexd.index.health import WriteHealth, describe, store_unavailable
+from semdexd.index.kinds import Kind, retry_delay
+from semdexd.index.metrics import Metrics
+from semdexd.store.manifest import ChunkRow, FileUpdate, Manifest
+from semdexd.store.vectors import VectorStore, chunk_metadata
+from semdexd.tree.ignore import IgnoreRules, walk
 
 log = structlog.get_logger()
 

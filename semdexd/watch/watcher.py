@@ -5,7 +5,7 @@ comparing with the manifest, so a dropped, duplicated or reordered event is harm
 created, moved or deleted is expanded into its files; an ignore file that changes triggers a
 rescan; a periodic light reconcile catches whatever the OS dropped (inotify limits, overflows).
 
-On Linux, `semdexd.inotify.InotifyTree` sets one inotify watch per *admitted* folder (never in
+On Linux, `semdexd.watch.inotify.InotifyTree` sets one inotify watch per *admitted* folder (never in
 ``node_modules``, ``.git``, ``~/.cache`` or anything else the ignore rules exclude) on one inotify
 instance read by one thread. Elsewhere (macOS FSEvents, Windows, BSD kqueue) watchdog's Observer
 watches each root recursively: FSEvents does not charge per folder, and events from ignored
@@ -25,11 +25,11 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from semdexd.ignore import IGNORE_FILES, walk, watch_points
-from semdexd.index import Indexer
+from semdexd.index.pipeline import Indexer
+from semdexd.tree.ignore import IGNORE_FILES, walk, watch_points
 
 if TYPE_CHECKING:
-    from semdexd.inotify import InotifyTree
+    from semdexd.watch.inotify import InotifyTree
 
 log = structlog.get_logger()
 
@@ -62,7 +62,7 @@ class Watcher:
             use_inotify = sys.platform.startswith("linux")
         self.tree: InotifyTree | None = None
         if use_inotify:
-            from semdexd.inotify import InotifyTree
+            from semdexd.watch.inotify import InotifyTree
             self.tree = InotifyTree(indexer, self.rescan)
         self._observer: BaseObserver | None = None   # not on Linux: it opens an fd and a thread at once
         self._stop = threading.Event()

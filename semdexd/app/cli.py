@@ -5,7 +5,7 @@ private); 2 usage error; 3 not running (``status``); 78 (``EX_CONFIG``) config e
 units do not restart on it (systemd ``RestartPreventExitStatus=78``; launchd restarts only crashes),
 since a broken config stays broken until the user edits it.
 The commands that write data (run, start, model, bench) set the umask to 0o077 first
-(`semdexd.private`). Heavy modules are imported only by the command that
+(`semdexd.system.private`). Heavy modules are imported only by the command that
 needs them, so ``semdexd --help`` stays fast.
 """
 
@@ -104,10 +104,10 @@ def _load(args: argparse.Namespace) -> tuple[Any, Callable[[], Any]]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Serve in the foreground until SIGTERM/SIGINT; logs to stderr."""
-    from semdexd.daemon import AlreadyRunning, serve
+    from semdexd.app.daemon import AlreadyRunning, serve
     from semdexd.log import get_logger, setup_logging
-    from semdexd.private import PrivateDirError
     from semdexd.server import SocketInUse
+    from semdexd.system.private import PrivateDirError
 
     cfg, loader = _load(args)
     setup_logging(None, args.log_level)
@@ -121,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_start(args: argparse.Namespace) -> int:
     """Daemonise; return once the socket answers."""
-    from semdexd.daemon import AlreadyRunning, StartFailed, start_background
+    from semdexd.app.daemon import AlreadyRunning, StartFailed, start_background
 
     cfg, loader = _load(args)
     try:
@@ -138,7 +138,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     """SIGTERM the daemon and wait until it has exited."""
-    from semdexd.daemon import stop_daemon
+    from semdexd.app.daemon import stop_daemon
 
     cfg, _ = _load(args)
     try:
@@ -152,8 +152,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Running or not; pid, socket and the index summary from the daemon."""
-    from semdexd.daemon import probe
-    from semdexd.protocol import call_json
+    from semdexd.api.rpc import call_json
+    from semdexd.app.daemon import probe
 
     cfg, _ = _load(args)
     info = probe(cfg)
@@ -217,10 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``semdexd``; returns the exit code."""
     args = build_parser().parse_args(argv)
     if args.command in WRITING_COMMANDS:
-        from semdexd.lean import import_structlog
-        from semdexd.private import restrict_umask
+        from semdexd.system.lean import import_structlog
+        from semdexd.system.private import restrict_umask
         restrict_umask()
-        import_structlog()  # first, so that no later import brings rich in (semdexd.lean)
+        import_structlog()  # first, so that no later import brings rich in (semdexd.system.lean)
     try:
         return int(args.func(args))
     except UsageError as exc:

@@ -17,6 +17,7 @@ from semdexd import PROTOCOL_VERSION, __version__
 from semdexd.api.types import (
     METHODS,
     SESSION_METHODS,
+    ApiError,
     EmbedRequest,
     PauseRequest,
     ReindexRequest,
@@ -28,10 +29,9 @@ from semdexd.api.types import (
     VersionRequest,
     parse,
 )
-from semdexd.errors import ApiError
 
 if TYPE_CHECKING:
-    from semdexd.manifest import Filter, Manifest
+    from semdexd.store.manifest import Filter, Manifest
 
 Handler = Callable[[dict[str, Any]], Any]
 READY_WAIT_S = 120.0
@@ -40,7 +40,7 @@ WEAK_SHOWN = 3        # weak hits returned when none reach the cutoff
 
 
 class Api:
-    """The daemon's API over a `semdexd.service.Service` (typed: ``service: Any`` to keep this
+    """The daemon's API over a `semdexd.app.service.Service` (typed: ``service: Any`` to keep this
     module free of the service's heavy imports)."""
 
     def __init__(self, service: Any) -> None:

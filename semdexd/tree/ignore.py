@@ -1,6 +1,6 @@
 """Which paths under a watched folder are indexed: default excludes, config globs, hidden files,
 and the tree's own ``.gitignore`` / ``.semdexignore`` files (gitignore semantics via pathspec).
-With the default excludes on, pseudo filesystems are never entered (`semdexd.mounts`: /proc,
+With the default excludes on, pseudo filesystems are never entered (`semdexd.tree.mounts`: /proc,
 /sys, /dev, /run below a watched ``/``, and mounts of types like proc, sysfs, tmpfs), and the
 daemon's own data/state/runtime folders are never indexed (that would feed back on itself).
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import pathspec
 
 from semdexd.config import DEFAULT_EXCLUDES, IndexConfig
-from semdexd.mounts import PSEUDO_PATHS, MountTable, pseudo_paths_below
+from semdexd.tree.mounts import PSEUDO_PATHS, MountTable, pseudo_paths_below
 
 IGNORE_FILES = (".gitignore", ".semdexignore")
 # Editors' swap, backup and temp files: never worth indexing, and they churn on every keystroke.

@@ -76,8 +76,8 @@ def record_model(manifest: Any, info: ModelInfo) -> None:
 
 def find_previous(cfg: Config, current_key: str, info: ModelInfo, pool: Any) -> PreviousIndex | None:
     """The newest complete index other than ``current_key`` that can be queried, opened; or None."""
-    from semdexd.manifest import Manifest
-    from semdexd.store import VectorStore
+    from semdexd.store.manifest import Manifest
+    from semdexd.store.vectors import VectorStore
 
     root = cfg.paths.data_dir / "index"
     candidates = [p for p in root.iterdir() if p.name != current_key and (p / "manifest.sqlite3").is_file()] \

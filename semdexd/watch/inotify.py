@@ -44,8 +44,8 @@ from watchdog.observers.inotify_c import (
     WatchDescriptor,
 )
 
-from semdexd.ignore import IGNORE_FILES, IgnoreRules, walk
-from semdexd.index import Indexer
+from semdexd.index.pipeline import Indexer
+from semdexd.tree.ignore import IGNORE_FILES, IgnoreRules, walk
 
 log = structlog.get_logger()
 

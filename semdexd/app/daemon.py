@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from semdexd.api.rpc import call_json
 from semdexd.config import Config, ConfigError
-from semdexd.private import private_dir, secure_paths
-from semdexd.protocol import call_json
+from semdexd.system.private import private_dir, secure_paths
 
 ReadyCallback = Callable[[int], None]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -196,10 +196,10 @@ def serve(cfg: Config, reload_config: Callable[[], Config], log: Any,
     Raises AlreadyRunning or SocketInUse before serving if another daemon owns the pidfile/socket,
     PrivateDirError if the data or state dir cannot be made private (another user owns it).
     """
+    from semdexd.app.service import Service
     from semdexd.server import Server
-    from semdexd.service import Service
 
-    secure_paths((cfg.paths.data_dir, cfg.paths.state_dir), log)  # 0700/0600, see semdexd.private
+    secure_paths((cfg.paths.data_dir, cfg.paths.state_dir), log)  # 0700/0600, see semdexd.system.private
     _enable_stack_dumps()
     with SignalInbox() as inbox, Pidfile(cfg.paths.pidfile):
         service = Service(cfg)

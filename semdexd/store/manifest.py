@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from semdexd.private import private_file
+from semdexd.system.private import private_file
 
 SCHEMA_VERSION = 3
 
@@ -141,7 +141,7 @@ DF_CACHE_MAX = 20000    # cached document frequencies (terms) before the cache s
 
 # Columns added after schema 1, with their definitions (added to older databases on open).
 _ADDED_COLUMNS = (
-    ("files", "kind", "TEXT NOT NULL DEFAULT ''"),        # semdexd.kinds.Kind ('' = schema 1 row)
+    ("files", "kind", "TEXT NOT NULL DEFAULT ''"),        # semdexd.index.kinds.Kind ('' = schema 1 row)
     ("files", "extractor", "TEXT NOT NULL DEFAULT ''"),   # EXTRACTOR_VERSION that decided it
     ("chunks", "vec", "BLOB"),            # the chunk's vector as float16 (NULL: written before schema 3)
 )
@@ -189,7 +189,7 @@ class FileUpdate:
     reason: str = ""
     file_type: str = ""
     chunks: tuple[ChunkRow, ...] = ()
-    kind: str = ""              # semdexd.kinds.Kind
+    kind: str = ""              # semdexd.index.kinds.Kind
     extractor: str = ""         # the extractor version that produced it
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import structlog
 
 from semdexd.config import Config
-from semdexd.private import private_dir
+from semdexd.system.private import private_dir
 
 log = structlog.get_logger()
 
@@ -71,9 +71,9 @@ class VectorStore:
 
     @staticmethod
     def _open_client(cfg: Config) -> Any:
-        from semdexd.lean import import_chromadb
+        from semdexd.system.lean import import_chromadb
 
-        chromadb = import_chromadb()  # without the parts the daemon never runs (see semdexd.lean)
+        chromadb = import_chromadb()  # without the parts the daemon never runs (see semdexd.system.lean)
         from chromadb.config import Settings
 
         settings = Settings(anonymized_telemetry=False, allow_reset=False)
@@ -212,6 +212,6 @@ def nearest(vector: np.ndarray, vectors: Mapping[str, np.ndarray], k: int) -> li
 
 
 def _unavailable(exc: BaseException) -> bool:
-    from semdexd.health import store_unavailable
+    from semdexd.index.health import store_unavailable
 
     return store_unavailable(exc)
