@@ -381,7 +381,7 @@ def test_previous_index_answers_until_the_rebuild_for_a_new_model_completes(tmp_
     cfg = inst.config()
     svc = Service(replace(cfg, model=replace(cfg.model, compute_type="int8")))
     try:
-        svc._open()  # the new index is open and empty; nothing queued yet
+        svc.parts = svc._open()  # the new index is open and empty; nothing queued yet
         serving = svc.serving()
         assert serving["previous"] and serving["index"] == old_key and serving["building"] != old_key
         assert svc.manifest.counts()["indexed"] == 0

@@ -69,7 +69,7 @@ def texts_embedded(svc: Service) -> int:
 
 def test_initial_index_matches_folder(service, notes):
     settle(service, notes)
-    status = service.status({})
+    status = service.status()
     assert status["files_indexed"] == 3 and status["chunks"] >= 3
 
 
@@ -136,7 +136,7 @@ def test_bad_files_are_skipped_with_reasons(service, notes):
     bad_names = {"image.png", "latin.bin", "empty.txt", "huge.txt", "pipe", "loop1", "loop2"}
 
     def reasons():
-        probs = {Path(p["path"]).name: p["reason"] for p in service.status({})["failures"]}
+        probs = {Path(p["path"]).name: p["reason"] for p in service.status()["failures"]}
         return probs if bad_names <= set(probs) and service.state() == "idle" else None
 
     probs = wait_for(reasons, timeout=60, what="every bad file recorded")

@@ -85,7 +85,8 @@ def test_pool_closing_mid_file_is_retried_not_recorded_as_partly_indexed(service
     assert row is None or "partly" not in row.reason, row
     pool = EmbedPool(svc.cfg, svc.info)   # the pool comes back: the retry indexes it whole
     pool.start()
-    svc.pool = svc.indexer.embedder = pool
+    assert svc.parts is not None
+    svc.parts.pool = svc.indexer.embedder = pool
     wait_for(lambda: (r := svc.manifest.file(str(big))) is not None and r.kind == "indexed",
              timeout=120, what="big.md indexed after the retry")
     row = svc.manifest.file(str(big))

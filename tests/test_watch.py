@@ -61,7 +61,7 @@ ADMITTED = {".", "notes", "notes/sub"}
 def test_ignored_folders_get_no_watch_and_their_writes_are_never_indexed(service: Service, home: Path) -> None:
     assert watched_folders(home) == ADMITTED
     assert len(kernel_watches()) == len(ADMITTED), "no watch anywhere else either"
-    assert {str(p.relative_to(home)) or "." for p in service.watcher.tree.watched()} == ADMITTED
+    assert {str(p.relative_to(home)) or "." for p in service.watcher.backend.watched()} == ADMITTED
     for rel in IGNORED:  # writes into every ignored folder, then one admitted file as a marker
         for i in range(5):
             (home / rel / f"new{i}.md").write_text(f"written into {rel}, round {i}\n")
@@ -129,7 +129,7 @@ def test_a_gitignore_edit_admits_and_then_ignores_a_folder(service: Service, hom
 
 
 def test_an_overflow_resyncs_the_watches_and_rescans(service: Service, home: Path) -> None:
-    tree = service.watcher.tree
+    tree = service.watcher.backend
     tree._drop([home / "notes" / "sub"])   # as if its events (and its watch) had been lost
     missed = home / "notes" / "sub" / "missed.md"
     missed.write_text("nobody saw this one\n")
@@ -141,7 +141,7 @@ def test_an_overflow_resyncs_the_watches_and_rescans(service: Service, home: Pat
 
 def test_a_root_deleted_and_created_again_is_watched_after_a_rescan(service: Service, home: Path) -> None:
     shutil.rmtree(home)
-    wait_for(lambda: not service.watcher.tree.watched(), what="every watch gone with the tree")
+    wait_for(lambda: not service.watcher.backend.watched(), what="every watch gone with the tree")
     home.mkdir()
     (home / "back.md").write_text("the folder is back\n")
     service.watcher.rescan()
@@ -156,9 +156,12 @@ def test_the_observer_used_off_linux_still_feeds_the_indexer(service: Service, h
     from semdexd.watch.watcher import Watcher
 
     service.watcher.stop()
-    service.watcher = Watcher(service.indexer, 0, use_inotify=False)  # watchdog's Observer, as on macOS
+    assert service.parts is not None
+    service.parts.watcher = Watcher(service.indexer, 0, use_inotify=False)  # watchdog's Observer, as on macOS
     service.watcher.start()
-    assert service.watcher.tree is None
+    from semdexd.watch.observer import ObserverBackend
+
+    assert isinstance(service.watcher.backend, ObserverBackend)
     note = home / "notes" / "observed.md"
     note.write_text("seen by the recursive observer\n")
     wait_for(lambda: indexed(service, note), what="a file indexed through the Observer")

@@ -3,7 +3,7 @@
 * `Pidfile`: an exclusive ``flock`` on ``cfg.paths.pidfile`` held for the daemon's lifetime; the
   kernel drops it when the process dies, so a stale file never blocks a restart.
 * `serve`: the foreground life (``semdexd run``): lock, ``Service.start``, socket server, then
-  wait for signals. SIGTERM/SIGINT: stop accepting, ``service.stop(drain=True)``, close, remove
+  wait for signals. SIGTERM/SIGINT: stop accepting, ``service.stop()``, close, remove
   socket and pidfile. SIGHUP: reload the config; a bad new config is logged and ignored.
   A second SIGTERM/SIGINT while draining exits at once (status 1).
   Hard exits that need no Python thread to run (faulthandler's C watchdog, so they work even if
@@ -30,11 +30,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from semdexd.api.rpc import call_json
 from semdexd.config import Config, ConfigError
 from semdexd.system.private import private_dir, secure_paths
+
+if TYPE_CHECKING:
+    from semdexd.app.service import Service
 
 ReadyCallback = Callable[[int], None]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -170,7 +173,7 @@ class SignalInbox:
 # ---------------------------------------------------------------- foreground life
 
 
-def _reload(service: Any, cfg: Config, reload_config: Callable[[], Config], log: Any) -> None:
+def _reload(service: Service, cfg: Config, reload_config: Callable[[], Config], log: Any) -> None:
     try:
         new_cfg = reload_config()
     except ConfigError as exc:
@@ -239,7 +242,7 @@ def _freeze_watchdog(cfg: Config) -> Callable[[], None]:
     return arm
 
 
-def _wait_for_stop(inbox: SignalInbox, service: Any, cfg: Config,
+def _wait_for_stop(inbox: SignalInbox, service: Service, cfg: Config,
                    reload_config: Callable[[], Config], log: Any) -> None:
     while True:
         sig = inbox.wait(tick=_freeze_watchdog(cfg), tick_s=min(WATCH_TICK_S, cfg.server.freeze_exit_s / 4))
@@ -251,10 +254,10 @@ def _wait_for_stop(inbox: SignalInbox, service: Any, cfg: Config,
             return
 
 
-def _stop_service(service: Any, log: Any) -> None:
+def _stop_service(service: Service, log: Any) -> None:
     started = time.monotonic()
     try:
-        service.stop(drain=True)
+        service.stop()
     except Exception:
         log.exception("service_stop_failed")
     log.info("drained", ms=round((time.monotonic() - started) * 1000))

@@ -4,7 +4,8 @@
 (subscribe/unsubscribe, served by the socket server with the service's event hub). `handlers()`
 is the map the socket server dispatches to: method name -> callable(named params), which parses
 and validates the params (ApiError ``invalid_params``) before calling the typed handler.
-The service owns the lifecycle (model, pool, store, indexer); these handlers only read it.
+The service owns the life cycle; these handlers use only its facade (views: `state`, `status`,
+`progress`, `ready`; actions: `pause`, `resume`, `reindex`, `serving_index`, `embed_texts`).
 """
 
 from __future__ import annotations
@@ -29,21 +30,21 @@ from semdexd.api.types import (
     VersionRequest,
     parse,
 )
+from semdexd.server.dispatch import Handler
 
 if TYPE_CHECKING:
+    from semdexd.app.service import Service
     from semdexd.store.manifest import Filter, Manifest
 
-Handler = Callable[[dict[str, Any]], Any]
 READY_WAIT_S = 120.0
 READY_POLL_S = 0.1
 WEAK_SHOWN = 3        # weak hits returned when none reach the cutoff
 
 
 class Api:
-    """The daemon's API over a `semdexd.app.service.Service` (typed: ``service: Any`` to keep this
-    module free of the service's heavy imports)."""
+    """The daemon's API over a `semdexd.app.service.Service`."""
 
-    def __init__(self, service: Any) -> None:
+    def __init__(self, service: Service) -> None:
         self.svc = service
 
     def handlers(self) -> dict[str, Handler]:
@@ -67,7 +68,7 @@ class Api:
         svc = self.svc
         deadline = time.monotonic() + READY_WAIT_S
         while not svc.error and not svc.ready.wait(READY_POLL_S):
-            if getattr(svc, "open_error", None):
+            if svc.open_error:
                 raise ApiError("unavailable", f"the index cannot be opened yet ({svc.open_error}); "
                                "semdexd retries by itself: see semdex status")
             if time.monotonic() > deadline:
@@ -80,10 +81,10 @@ class Api:
     def version(self, req: VersionRequest) -> dict[str, Any]:
         svc = self.svc
         return {"version": __version__, "protocol": PROTOCOL_VERSION, "model": svc.cfg.model.name,
-                "model_id": svc.info.model_id if svc.info else None}
+                "model_id": svc.model_id()}
 
     def status(self, req: StatusRequest) -> dict[str, Any]:
-        return dict(self.svc.status())
+        return self.svc.status()
 
     def search(self, req: SearchRequest) -> dict[str, Any]:
         """Hits at or above the cutoff; when none, ``weak`` holds the best few below it. The result
@@ -91,7 +92,7 @@ class Api:
         from semdexd.search import split_weak
 
         self._wait_ready()
-        searcher = self.svc.searcher  # one index for the whole answer (see `Searcher.manifest`)
+        searcher = self.svc.serving_index()  # one index for the whole answer
         where = self._search_filter(req, searcher.manifest)
         min_score = req.min_score if req.min_score is not None else self.svc.cfg.search.min_score
         hits, weak = split_weak(searcher.search(req, where), min_score)
@@ -162,7 +163,7 @@ class Api:
 
     def similar(self, req: SimilarRequest) -> dict[str, Any]:
         self._wait_ready()
-        searcher = self.svc.searcher  # the previous index's during a rebuild, like its hits
+        searcher = self.svc.serving_index()  # the previous index's during a rebuild, like its hits
         rows = searcher.manifest.chunks_of(req.path)
         if not rows:
             raise ApiError("not_found", f"similar: {req.path} is not indexed")
@@ -176,30 +177,21 @@ class Api:
         from pathlib import Path
 
         self._wait_ready()
-        svc = self.svc
-        if req.path is None:
-            targets = svc.manifest.all_paths()
-        else:
-            p = Path(req.path).resolve()
-            targets = [str(p)] if not p.is_dir() else svc.manifest.files_under(str(p))
-        for t in targets:
-            svc.indexer.enqueue(t, delay=0.0, force=True)
-        svc.watcher.rescan()
-        return {"queued": len(targets)}
+        return {"queued": self.svc.reindex(Path(req.path).resolve() if req.path is not None else None)}
 
     def pause(self, req: PauseRequest) -> dict[str, Any]:
         self._wait_ready()
-        self.svc.indexer.paused.set()
+        self.svc.pause()
         return {"state": self.svc.state()}
 
     def resume(self, req: ResumeRequest) -> dict[str, Any]:
         self._wait_ready()
-        self.svc.indexer.paused.clear()
+        self.svc.resume()
         return {"state": self.svc.state()}
 
     def embed(self, req: EmbedRequest) -> dict[str, Any]:
         self._wait_ready()
-        results = self.svc.pool.embed(list(req.texts), kind=req.kind, priority=True)
+        results = self.svc.embed_texts(req.texts, req.kind)
         vectors = []
         for i, r in enumerate(results):
             tolist = getattr(r, "tolist", None)
@@ -207,13 +199,6 @@ class Api:
                 raise ApiError("invalid_params", f"embed: text {i} could not be embedded: {getattr(r, 'reason', r)}")
             vectors.append([float(x) for x in tolist()])
         return {"vectors": vectors}
-
-
-def _check_table() -> None:
-    """Every non-session method has a handler (called by the tests)."""
-    missing = [m for m in METHODS if m not in SESSION_METHODS and not hasattr(Api, m)]
-    if missing:
-        raise AssertionError(f"no handler for {missing}")
 
 
 __all__ = ["Api", "Handler", "Request"]

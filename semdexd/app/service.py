@@ -13,21 +13,68 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from semdexd import __version__
+from semdexd.backoff import Backoff
 from semdexd.config import Config
 from semdexd.index.metrics import Metrics
 from semdexd.server.events import EventHub, Publisher
+from semdexd.store.layout import Layout
+
+if TYPE_CHECKING:
+    from semdexd.embed.jobs import Result
+    from semdexd.embed.model import ModelInfo
+    from semdexd.embed.pool import EmbedPool
+    from semdexd.index.pipeline import Indexer
+    from semdexd.search import Searcher
+    from semdexd.store.manifest import Manifest
+    from semdexd.store.previous import PreviousIndex
+    from semdexd.store.vectors import VectorStore
+    from semdexd.watch.watcher import Watcher
 
 log = structlog.get_logger()
 
 STOP_JOIN_S = 10.0        # how long stop waits for the write in progress
 INDEX_SHAPE = ("model", "chunk", "store", "paths")  # config sections fixed for a running index
-OPEN_RETRY_MAX_S = 30.0   # back-off ceiling while the store cannot be opened (disk full, server down)
+OPEN_RETRY = Backoff(first_s=0.5, max_s=30.0)  # while the store cannot be opened (disk full, server down)
+
+
+class NotOpen(RuntimeError):
+    """A part of the service was asked for before the index was opened (or after it closed)."""
+
+
+@dataclass
+class Parts:
+    """What an open index is made of. ``searcher`` serves ``previous`` while a rebuild for a new
+    model or chunker catches up, else this index; ``watcher`` is replaced by a reload."""
+
+    info: ModelInfo
+    key: str
+    manifest: Manifest
+    store: VectorStore
+    pool: EmbedPool
+    indexer: Indexer
+    searcher: Searcher
+    watcher: Watcher
+    previous: PreviousIndex | None = None
+
+    def close(self) -> None:
+        """Stop the watcher and the indexer, close the pool and the manifests (each failure logged)."""
+        for name, close in (("watcher", self.watcher.stop), ("indexer", self.indexer.stop),
+                            ("pool", self.pool.close), ("manifest", self.manifest.close)):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - closing must go on with the other parts
+                log.warning("close_failed", part=name)
+        if self.previous is not None:
+            self.previous.close()
 
 
 class Service:
@@ -40,9 +87,8 @@ class Service:
         self.error: str | None = None
         self.reload_error: str | None = None  # why the last SIGHUP reload was refused
         self.open_error: str | None = None    # why opening the store is being retried (degraded)
-        self._key: str | None = None          # the running index's key, fixed when it was opened
         self.restart_needed: str | None = None  # a reload changed what only a restart applies
-        self.previous: Any = None             # the index served while a rebuild catches up
+        self.parts: Parts | None = None         # set once the index is open
         self._ready = threading.Event()
         self._scanned = threading.Event()
         self._stopping = threading.Event()
@@ -50,13 +96,6 @@ class Service:
         self._lock = threading.Lock()
         self._boot_thread: threading.Thread | None = None
         self._started_at = time.time()
-        self.info: Any = None
-        self.pool: Any = None
-        self.manifest: Any = None
-        self.store: Any = None
-        self.indexer: Any = None
-        self.watcher: Any = None
-        self.searcher: Any = None
         self.events = EventHub()  # progress/state for subscribers (semdexd.server.events)
         self._publisher = Publisher(self.events, self.progress, log=log)
 
@@ -102,16 +141,15 @@ class Service:
         bad config) are final: state ``error``."""
         from semdexd.index.health import describe, store_unavailable
 
-        delay = 0.5
+        attempt = 0
         while not self._stopping.is_set():
             try:
-                self._open()
+                self.parts = self._open()
                 if self.open_error is not None:
                     log.info("open_recovered")
                 self.open_error = None
                 return True
             except Exception as exc:
-                self._close_parts()
                 if self._stopping.is_set():
                     return False
                 if not store_unavailable(exc):
@@ -119,27 +157,15 @@ class Service:
                     log.exception("start_failed")
                     return False
                 self.open_error = describe(exc)
+                attempt += 1
+                delay = OPEN_RETRY.delay(attempt)
                 log.warning("open_degraded", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
                 self._stopping.wait(delay)
-                delay = min(OPEN_RETRY_MAX_S, delay * 2)
         return False
 
-    def _close_parts(self) -> None:
-        """Undo a partial `_open` so that it can be retried."""
-        for name in ("watcher", "indexer", "pool", "manifest"):
-            part = getattr(self, name)
-            if part is None:
-                continue
-            try:
-                part.close() if name in ("pool", "manifest") else part.stop()
-            except Exception:
-                log.warning("close_failed", part=name)
-            setattr(self, name, None)
-        if self.previous is not None:
-            self.previous.close()
-        self.store = self.searcher = self.previous = None
-
-    def _open(self) -> None:
+    def _open(self) -> Parts:
+        """Open the index of this config (building it beside an older one if the model or chunker
+        changed) and start its indexer and watcher. A failure part-way closes what was opened."""
         from semdexd.embed.model import prepare_model
         from semdexd.embed.pool import EmbedPool
         from semdexd.index.pipeline import Indexer
@@ -149,105 +175,101 @@ class Service:
         from semdexd.store.vectors import VectorStore
         from semdexd.watch.watcher import Watcher
 
-        self.info = prepare_model(self.cfg)
+        cfg = self.cfg
+        info = prepare_model(cfg)
         if self._stopping.is_set():
             raise RuntimeError("stopped while starting")
-        key = self._key = self.index_key()
-        self.manifest = Manifest(self.cfg.paths.data_dir / "index" / key / "manifest.sqlite3")
-        record_model(self.manifest, self.info)
-        self.store = VectorStore(self.cfg, f"{self.cfg.store.collection}-{key}")
-        self.pool = EmbedPool(self.cfg, self.info)
-        self.pool.start()
-        if self.manifest.get_meta(META_COMPLETE) != "1":
-            self.previous = find_previous(self.cfg, key, self.info, self.pool)
-        counter = self.pool.token_counter()
-        self.indexer = Indexer(self.cfg, self.manifest, self.store, self.pool, counter.count,
-                               self.info.max_tokens, self.metrics)
-        clean = self.manifest.get_meta("clean_shutdown") == "1"
-        self.indexer.recover(full_check=not clean)
-        self.manifest.set_meta("clean_shutdown", "0")
-        self.searcher = Searcher(self.manifest, self.store, self.pool) if self.previous is None else \
-            Searcher(self.previous.manifest, self.previous.store, self.previous.embedder)
-        self.indexer.start()
-        self.watcher = Watcher(self.indexer, self.cfg.index.reconcile_interval_s)
-        self.watcher.start()
-        log.info("started", folders=[str(f) for f in self.cfg.index.folders], model=self.info.model_id,
-                 index=key)
-
-    def index_key(self) -> str:
-        """Changes whenever a vector or a chunk boundary would: model, chunker, chunk settings."""
-        from semdexd.chunk import CHUNKER_VERSION
-
-        parts = [self.info.model_id, CHUNKER_VERSION, str(self.cfg.chunk.target_tokens),
-                 str(self.cfg.chunk.overlap_tokens), str(self.info.max_tokens)]
-        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+        key = index_key(cfg, info)
+        layout = Layout.of(cfg)
+        with ExitStack() as undo:
+            manifest = Manifest(layout.manifest(key))
+            undo.callback(manifest.close)
+            record_model(manifest, info)
+            store = VectorStore(cfg, layout.collection_of(key))
+            pool = EmbedPool(cfg, info)
+            undo.callback(pool.close)
+            pool.start()
+            previous = find_previous(cfg, key, info, pool) if manifest.get_meta(META_COMPLETE) != "1" else None
+            if previous is not None:
+                undo.callback(previous.close)
+            indexer = Indexer(cfg, manifest, store, pool, pool.token_counter().count, info.max_tokens, self.metrics)
+            undo.callback(indexer.stop)
+            indexer.recover(full_check=manifest.get_meta("clean_shutdown") != "1")
+            manifest.set_meta("clean_shutdown", "0")
+            searcher = Searcher(manifest, store, pool) if previous is None else \
+                Searcher(previous.manifest, previous.store, previous.embedder)
+            indexer.start()
+            watcher = Watcher(indexer, cfg.index.reconcile_interval_s)
+            watcher.start()
+            undo.pop_all()
+        log.info("started", folders=[str(f) for f in cfg.index.folders], model=info.model_id, index=key)
+        return Parts(info, key, manifest, store, pool, indexer, searcher, watcher, previous)
 
     def _after_initial_index(self) -> None:
         """Once the first index has caught up: log its figures (with ``PROFILE=true`` the stage
         table too), copy into the manifest the vectors an older version did not keep there, and
         remove indexes of an older model/chunker, built beside this one."""
-        while not self._stopping.is_set() and self.indexer.busy():
+        parts = self._parts()
+        while not self._stopping.is_set() and parts.indexer.busy():
             self._stopping.wait(0.5)
         if self._stopping.is_set():
             return
-        log.info("initial_index_done", s=round(time.time() - self._started_at, 1), **self.manifest.counts())
+        log.info("initial_index_done", s=round(time.time() - self._started_at, 1), **parts.manifest.counts())
         self._log_profile()
-        self.indexer.keep_vectors()
-        self._complete_rebuild()
-        key = self._key
-        root = self.cfg.paths.data_dir / "index"
-        for old in root.iterdir() if root.is_dir() else []:
-            if old.name != key:
-                try:
-                    self.store.drop_collection(f"{self.cfg.store.collection}-{old.name}")
-                except Exception:
-                    log.warning("old_collection_drop_failed", index=old.name)
-                shutil.rmtree(old, ignore_errors=True)
-                log.info("old_index_removed", index=old.name)
+        parts.indexer.keep_vectors()
+        self._complete_rebuild(parts)
+        layout = Layout.of(self.cfg)
+        for old in layout.keys():
+            if old == parts.key:
+                continue
+            try:
+                parts.store.drop_collection(layout.collection_of(old))
+            except Exception:
+                log.warning("old_collection_drop_failed", index=old)
+            shutil.rmtree(layout.folder(old), ignore_errors=True)
+            log.info("old_index_removed", index=old)
 
-    def _complete_rebuild(self) -> None:
+    def _complete_rebuild(self, parts: Parts) -> None:
         """The new index has caught up: mark it complete and serve it (no more previous)."""
         from semdexd.search import Searcher
         from semdexd.store.previous import META_COMPLETE
 
         try:
-            self.manifest.set_meta(META_COMPLETE, "1")
+            parts.manifest.set_meta(META_COMPLETE, "1")
         except Exception as exc:  # a full disk: it is marked at a later start
             log.warning("complete_not_recorded", error=f"{type(exc).__name__}: {exc}")
-        previous, self.previous = self.previous, None
+        previous, parts.previous = parts.previous, None
         if previous is not None:
-            self.searcher = Searcher(self.manifest, self.store, self.pool)
+            parts.searcher = Searcher(parts.manifest, parts.store, parts.pool)
             previous.close()
-            log.info("serving_new_index", index=self._key, previous=previous.key)
+            log.info("serving_new_index", index=parts.key, previous=previous.key)
 
-    def stop(self, drain: bool = True) -> None:
+    def stop(self) -> None:
         """Stop promptly: the store write in progress completes, nothing prepared or embedded is
         drained (the next start's reconcile redoes it). The shutdown counts as clean (no full
         store/manifest check at the next start) only if every indexer thread ended and no write
-        was failing. ``drain`` is kept for callers; stopping is prompt either way."""
+        was failing."""
         self._stopping.set()
         self._publisher.stop()
+        parts = self.parts
         clean = True
-        if self.watcher:
-            self.watcher.stop()
-        if self.indexer:
-            self.indexer.request_stop()   # before the pool closes: nothing embedded after is written
-        if self.pool:
-            self.pool.close()
-        if self.indexer:
-            clean = self.indexer.stop(timeout=STOP_JOIN_S) and not self.indexer.health.degraded
-        if self.manifest:
-            self._mark_shutdown(clean)
-        if self.previous is not None:
-            self.previous.close()
+        if parts is not None:
+            parts.watcher.stop()
+            parts.indexer.request_stop()   # before the pool closes: nothing embedded after is written
+            parts.pool.close()
+            clean = parts.indexer.stop(timeout=STOP_JOIN_S) and not parts.indexer.health.degraded
+            self._mark_shutdown(parts.manifest, clean)
+            if parts.previous is not None:
+                parts.previous.close()
         self._log_profile()
         log.info("stopped", clean=clean)
 
-    def _mark_shutdown(self, clean: bool) -> None:
+    @staticmethod
+    def _mark_shutdown(manifest: Manifest, clean: bool) -> None:
         try:
             if clean:
-                self.manifest.set_meta("clean_shutdown", "1")
-            self.manifest.close()
+                manifest.set_meta("clean_shutdown", "1")
+            manifest.close()
         except Exception as exc:  # a full disk: the next start does the full check instead
             log.warning("clean_shutdown_not_recorded", error=f"{type(exc).__name__}: {exc}")
 
@@ -276,13 +298,14 @@ class Service:
         self.cfg = cfg
         if not self._ready.is_set():
             return
+        parts = self._parts()
         with self._lock:
-            self.indexer.cfg = cfg
-            self.indexer.set_folders(cfg.index.folders)
-            self.watcher.stop()
-            self.watcher = Watcher(self.indexer, cfg.index.reconcile_interval_s)
-            self.watcher.start()
-        self.watcher.rescan()
+            parts.indexer.cfg = cfg
+            parts.indexer.set_folders(cfg.index.folders)
+            parts.watcher.stop()
+            parts.watcher = Watcher(parts.indexer, cfg.index.reconcile_interval_s)
+            parts.watcher.start()
+        parts.watcher.rescan()
         log.info("reloaded", folders=[str(f) for f in cfg.index.folders])
 
     def _keep_index_shape(self, new: Config) -> Config:
@@ -303,6 +326,81 @@ class Service:
 
         return Api(self).handlers()
 
+    # ------------------------------------------------------------ the open index's parts
+
+    def _parts(self) -> Parts:
+        parts = self.parts
+        if parts is None:
+            raise NotOpen("the index is not open")
+        return parts
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._parts().info
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._parts().manifest
+
+    @property
+    def store(self) -> VectorStore:
+        return self._parts().store
+
+    @property
+    def pool(self) -> EmbedPool:
+        return self._parts().pool
+
+    @property
+    def indexer(self) -> Indexer:
+        return self._parts().indexer
+
+    @property
+    def watcher(self) -> Watcher:
+        return self._parts().watcher
+
+    @property
+    def searcher(self) -> Searcher:
+        return self._parts().searcher
+
+    @property
+    def previous(self) -> PreviousIndex | None:
+        return self.parts.previous if self.parts is not None else None
+
+    # ------------------------------------------------------------ actions for the API
+
+    def pause(self) -> None:
+        """Stop taking files from the queue (events keep being queued) until `resume`."""
+        self.indexer.paused.set()
+
+    def resume(self) -> None:
+        self.indexer.paused.clear()
+
+    def reindex(self, path: Path | None) -> int:
+        """Index again, model and all, every file under ``path`` (a file or folder; None: every
+        indexed file), then rescan for files not yet indexed. Returns how many were queued."""
+        parts = self._parts()
+        if path is None:
+            targets = parts.manifest.all_paths()
+        else:
+            targets = [str(path)] if not path.is_dir() else parts.manifest.files_under(str(path))
+        for target in targets:
+            parts.indexer.enqueue(target, delay=0.0, force=True)
+        parts.watcher.rescan()
+        return len(targets)
+
+    def serving_index(self) -> Searcher:
+        """The searcher answering now: the previous index's during a rebuild, else this one's. Take
+        it once per answer, so that a whole answer comes from one index."""
+        return self.searcher
+
+    def embed_texts(self, texts: Sequence[str], kind: str) -> list[Result]:
+        """Vectors from the pool's priority lane (the `embed` method)."""
+        return self.pool.embed(list(texts), kind="query" if kind == "query" else "passage", priority=True)
+
+    def model_id(self) -> str | None:
+        """The running model's id, once prepared."""
+        return self.parts.info.model_id if self.parts is not None else None
+
     # ------------------------------------------------------------ views for the API
 
     def health(self) -> dict[str, Any]:
@@ -312,21 +410,22 @@ class Service:
         searches keep being answered from what is indexed."""
         from semdexd.index.health import HealthSnapshot
 
-        indexer = self.indexer  # read once: a retried open may reset it meanwhile
-        snap = indexer.health.snapshot() if indexer else HealthSnapshot(False, None, None, 0, None)
+        parts = self.parts  # read once: a retried open may set it meanwhile
+        snap = parts.indexer.health.snapshot() if parts else HealthSnapshot(False, None, None, 0, None)
         out = snap.as_dict()
         if self.open_error and not self._ready.is_set():
             out.update(degraded=True, reason=self.open_error)
-        out["pending_files"] = (indexer.queue.pending() + indexer.queue.in_flight()) if indexer else 0
+        out["pending_files"] = (parts.indexer.queue.pending() + parts.indexer.queue.in_flight()) if parts else 0
         return out
 
     def serving(self) -> dict[str, Any]:
         """Which index answers searches: the running one, or the previous one while a model or
         chunker change is being rebuilt (``{"index": key, "previous": bool, "model": id}``)."""
-        if self.previous is not None:
-            return {"index": self.previous.key, "previous": True, "model": self.previous.model_id,
-                    "building": self._key}
-        return {"index": self._key, "previous": False, "model": self.info.model_id if self.info else None}
+        parts = self.parts
+        if parts is not None and parts.previous is not None:
+            return {"index": parts.previous.key, "previous": True, "model": parts.previous.model_id,
+                    "building": parts.key}
+        return {"index": parts.key if parts else None, "previous": False, "model": self.model_id()}
 
     def state(self) -> str:
         if self.error:
@@ -357,8 +456,8 @@ class Service:
             out.update(files_done=done, files_total=done + queued, files_queued=queued, chunks=counts["chunks"])
         return out
 
-    def status(self, _params: object = None) -> dict[str, Any]:
-        """The ``status`` result (``_params`` ignored: kept for callers of the old handler form)."""
+    def status(self) -> dict[str, Any]:
+        """The ``status`` result."""
         out: dict[str, Any] = {"state": self.state(), "error": self.error, "reload_error": self.reload_error,
                                "version": __version__,
                                "folders": [str(f) for f in self.cfg.index.folders],
@@ -385,3 +484,12 @@ class Service:
         if not queued or not written:
             return None
         return round(queued * elapsed / written, 1)
+
+
+def index_key(cfg: Config, info: ModelInfo) -> str:
+    """Changes whenever a vector or a chunk boundary would: model, chunker, chunk settings."""
+    from semdexd.chunk import CHUNKER_VERSION
+
+    parts = [info.model_id, CHUNKER_VERSION, str(cfg.chunk.target_tokens), str(cfg.chunk.overlap_tokens),
+             str(info.max_tokens)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]

@@ -157,7 +157,7 @@ def latency(cfg: Config, files: int, queries: int, source: Path | None) -> dict[
         busy: list[float] = []
         busy_embed: list[float] = []
         start = time.perf_counter()
-        wait_until(lambda: d.svc.status({}).get("chunks", 0) > 0, 300)
+        wait_until(lambda: d.svc.status().get("chunks", 0) > 0, 300)
         while d.indexing() and len(busy) < queries:
             busy.append(d.search_ms(len(busy)))
             busy_embed.append(d.embed_ms(len(busy)))
@@ -165,7 +165,7 @@ def latency(cfg: Config, files: int, queries: int, source: Path | None) -> dict[
         if not wait_until(lambda: not d.indexing(), 3600):
             raise RuntimeError("the index did not finish")
         wall = time.perf_counter() - start
-        status = d.svc.status({})
+        status = d.svc.status()
         idle = [d.search_ms(1000 + i) for i in range(queries)]
         idle_embed = [d.embed_ms(1000 + i) for i in range(queries)]
         pool = d.svc.pool.stats()
@@ -218,7 +218,7 @@ def footprint(cfg: Config, files: int, idle_s: float) -> dict[str, Any]:
         d.search_ms(0)
         parked = memory()
         first = d.search_ms(1)
-        chunks = d.svc.status({}).get("chunks", 0)
+        chunks = d.svc.status().get("chunks", 0)
     return {"files": files, "chunks": chunks, "idle_shutdown_s": idle_s, "indexing_peak": sampler.peak,
             "index_complete": indexed, "parked": parked, "search_ms_parked": round(first, 1),
             "imports": import_costs()}

@@ -109,7 +109,7 @@ class _BusySearches(Sampler):
     def sample(self) -> None:
         if self.run.svc.state() != "idle":
             ms = self.run.search_ms(len(self.samples), "hybrid")
-            chunks = int(self.run.svc.status({}).get("chunks", 0))
+            chunks = int(self.run.svc.status().get("chunks", 0))
             self.samples.append((chunks, ms))
             if len(self.samples) % 30 == 0:  # a long run leaves figures behind even if it is cut short
                 recent = [m for _, m in self.samples[-30:]]
@@ -151,7 +151,7 @@ def run(cfg: Config, work: Path, folders: list[Path], queries: int) -> dict[str,
         with _BusySearches(r, 2.0) as busy:
             until_idle(r.svc, 6 * 3600, step=0.5)
         wall = time.perf_counter() - start - opened_s
-        status = r.svc.status({})
+        status = r.svc.status()
         chunks = int(status.get("chunks", 0))
         first_ms = r.search_ms(0, "hybrid")  # the daemon warms up at start: is anything still loaded now?
         idle = {mode: [r.search_ms(1000 + i, mode) for i in range(queries)] for mode in MODES}

@@ -11,6 +11,7 @@ import itertools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -29,6 +30,14 @@ class EmbedFailure:
 
 
 Result = np.ndarray | EmbedFailure
+
+
+class Embedder(Protocol):
+    """What embeds texts for the indexer and the searcher: the pool, or the previous index's
+    in-process `QueryEncoder`. One result per text, in input order."""
+
+    def embed(self, texts: Sequence[str], *, kind: Literal["passage", "query"] = "passage",
+              priority: bool = False, timeout: float | None = None) -> list[Result]: ...
 
 
 class Job:

@@ -1,5 +1,6 @@
 """`QueryEncoder`: the daemon's own one-thread encoder for queries, so that a search never waits
-behind bulk batches on the workers (which also run at a lower CPU priority).
+behind bulk batches on the workers (which also run at a lower CPU priority). It also serves the
+previous index's queries during a rebuild for another model (`embed`: the `Embedder` protocol).
 
 Thread-safe: callers take turns (a query costs a few milliseconds). The model loads on first use,
 or up front with `load`. Vectors are those the workers compute for the same text (same model
@@ -10,11 +11,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from tokenizers import Tokenizer
 
+from semdexd.embed.jobs import EmbedFailure, Result
 from semdexd.embed.model import ModelInfo
+from semdexd.embed.text import clean
 
 MAX_TEXTS = 8   # larger priority calls go to the workers' priority lane
 
@@ -52,3 +56,15 @@ class QueryEncoder:
             assert isinstance(encoder, Encoder)
             return np.vstack([encoder.encode([t]).vectors for t in texts]) if texts else \
                 np.zeros((0, self.info.dim), np.float32)
+
+    def embed(self, texts: Sequence[str], *, kind: Literal["passage", "query"] = "passage",
+              priority: bool = False, timeout: float | None = None) -> list[Result]:
+        """The `Embedder` protocol in process: each text prefixed for ``kind`` and cleaned, as the
+        pool would; an `EmbedFailure` for every text when the model refuses (``priority`` and
+        ``timeout`` are the pool's: here every call runs at once)."""
+        prefix = self.info.query_prefix if kind == "query" else self.info.passage_prefix
+        try:
+            vectors = self.encode([clean(prefix + t) for t in texts])
+        except Exception as exc:  # noqa: BLE001 -- the model or tokenizer refused: say so per text
+            return [EmbedFailure(f"failed: {type(exc).__name__}: {exc}")] * len(texts)
+        return list(vectors)

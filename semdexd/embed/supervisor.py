@@ -23,6 +23,7 @@ from collections.abc import Callable
 import structlog
 import zmq
 
+from semdexd.backoff import Backoff
 from semdexd.config import Config
 from semdexd.embed import frames as p
 from semdexd.embed.jobs import Batch
@@ -30,7 +31,7 @@ from semdexd.embed.slots import Slot, SlotState
 
 START_TIMEOUT_S = 120.0       # a worker must load the model and say ready within this
 STOP_GRACE_S = 5.0            # a stopped worker must exit within this, else SIGKILL
-MAX_BACKOFF_S = 30.0
+START_RETRY = Backoff(first_s=0.5, max_s=30.0)  # a worker that cannot start
 FAILED_STARTS_LIMIT = 3
 
 Spawn = Callable[[str, str], "subprocess.Popen[bytes]"]
@@ -234,7 +235,7 @@ class Supervisor:
     def _start_failed(self, slot: Slot, reason: str) -> None:
         slot.failures += 1
         slot.last_exit = reason
-        slot.retry_at = time.monotonic() + min(MAX_BACKOFF_S, 0.5 * 2 ** (slot.failures - 1))
+        slot.retry_at = time.monotonic() + START_RETRY.delay(slot.failures)
 
     def _reap_retiring(self, now: float) -> None:
         keep = []

@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-RETRY_FIRST_S = 0.5      # first retry of a failed write
-RETRY_MAX_S = 8.0        # back-off ceiling: a freed disk is noticed within this long
+from semdexd.backoff import Backoff
+
+WRITE_RETRY = Backoff(first_s=0.5, max_s=8.0)  # a failed write; a freed disk is noticed within 8 s
 
 _UNAVAILABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.ECONNREFUSED,
                        errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.EHOSTUNREACH}
@@ -95,7 +96,7 @@ class WriteHealth:
                 self._since = time.time()
             self._reason = reason
             self._failures += 1
-            delay = float(min(RETRY_MAX_S, RETRY_FIRST_S * 2.0 ** (self._failures - 1)))
+            delay = WRITE_RETRY.delay(self._failures)
             self._next_at = time.monotonic() + delay
             return delay
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from semdexd.backoff import Backoff
+
 
 class Kind(StrEnum):
     INDEXED = "indexed"
@@ -37,11 +39,9 @@ class Kind(StrEnum):
         return "skipped" if self is Kind.SKIPPED else "failed"
 
 
-# Back-off of transient retries: 5 s, 10 s, 20 s, ... capped at 10 minutes.
-RETRY_FIRST_S = 5.0
-RETRY_MAX_S = 600.0
+TRANSIENT_RETRY = Backoff(first_s=5.0, max_s=600.0)  # transient failures: 5 s, 10 s, 20 s, ... 10 min
 
 
 def retry_delay(attempt: int) -> float:
     """Seconds before retry number ``attempt`` (1-based) of a transient failure."""
-    return float(min(RETRY_MAX_S, RETRY_FIRST_S * 2.0 ** max(0, attempt - 1)))
+    return TRANSIENT_RETRY.delay(attempt)

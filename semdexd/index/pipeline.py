@@ -25,14 +25,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import structlog
 
 from semdexd.chunk import cap_chunks, chunk_budget_chars, chunk_text
 from semdexd.config import Config
-from semdexd.embed.jobs import EmbedFailure
+from semdexd.embed.jobs import Embedder
 from semdexd.extract import EXTRACTOR_VERSION, extract
 from semdexd.extract.result import cap_text
 from semdexd.index.changes import ChangeQueue
@@ -41,7 +41,8 @@ from semdexd.index.kinds import Kind, retry_delay
 from semdexd.index.metrics import Metrics
 from semdexd.store.manifest import ChunkRow, FileUpdate, Manifest
 from semdexd.store.vectors import VectorStore, chunk_metadata
-from semdexd.tree.ignore import IgnoreRules, walk
+from semdexd.tree.ignore import walk
+from semdexd.tree.roots import Roots
 
 log = structlog.get_logger()
 
@@ -51,11 +52,6 @@ TAKE_FILES = 32        # paths prepared per round
 # a kill -9 or an unrelated crash during a big file's read must not blacklist that file.
 POISON_AFTER_CRASHES = 2
 POLL_S = 0.2           # how often a blocked stage looks at the stop flag
-
-
-class Embedder(Protocol):
-    def embed(self, texts: Sequence[str], *, kind: str = "passage", priority: bool = False,
-              timeout: float | None = None) -> list[np.ndarray | EmbedFailure]: ...
 
 
 def chunk_id(path: str, chunk_hash: str, occurrence: int) -> str:
@@ -94,7 +90,7 @@ class Indexer:
         self.max_tokens = max_tokens
         self.metrics = metrics
         self.queue = ChangeQueue()
-        self.roots: dict[Path, IgnoreRules] = {}
+        self.roots = Roots(cfg, ())
         self.paused = threading.Event()
         self.health = WriteHealth()
         self._stopping = threading.Event()
@@ -115,14 +111,7 @@ class Indexer:
     # ------------------------------------------------------------ folders & scanning
 
     def set_folders(self, folders: Sequence[Path]) -> None:
-        own = (self.cfg.paths.data_dir, self.cfg.paths.state_dir, self.cfg.paths.runtime_dir)
-        self.roots = {Path(f): IgnoreRules(Path(f), self.cfg.index, own) for f in folders}
-
-    def root_of(self, path: Path) -> tuple[Path, IgnoreRules] | None:
-        for root, rules in self.roots.items():
-            if path == root or root in path.parents:
-                return root, rules
-        return None
+        self.roots = Roots(self.cfg, folders)
 
     def scan(self) -> int:
         """Reconcile: queue every file whose size/mtime differs from the manifest, every new file,
@@ -132,7 +121,7 @@ class Indexer:
             reread = set(self.manifest.paths_to_reread(EXTRACTOR_VERSION))
             seen: set[str] = set()
             queued = 0
-            for root, rules in list(self.roots.items()):
+            for root, rules in self.roots.items():
                 for path, st in walk(root, rules, self.cfg.index.follow_symlinks):
                     key = str(path)
                     seen.add(key)
@@ -232,7 +221,7 @@ class Indexer:
     def prepare(self, path: str, force: bool = False) -> FileJob:
         """Decide what ``path`` needs: forget it, record a skip, or (re)index changed chunks."""
         p = Path(path)
-        where = self.root_of(p)
+        where = self.roots.root_of(p)
         if where is None or where[1].ignored(p, is_dir=False):
             return self._forget(path)
         old = self.manifest.file(path)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from semdexd.embed.jobs import Embedder
 from semdexd.search import scoring
 from semdexd.search.request import SearchRequest, request_filter
 from semdexd.search.snippets import merge_adjacent, snippet
@@ -53,7 +54,7 @@ class Candidates:
 
 
 class Searcher:
-    def __init__(self, manifest: Manifest, store: VectorStore, embedder: Any,
+    def __init__(self, manifest: Manifest, store: VectorStore, embedder: Embedder,
                  tuning: scoring.Tuning = scoring.DEFAULT) -> None:
         self.manifest = manifest
         self.store = store

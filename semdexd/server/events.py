@@ -25,7 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("progress", "state")
+from semdexd.api.types import EVENTS
+
 MAILBOX_CAPACITY = 16
 PUBLISH_INTERVAL_S = 0.25
 
@@ -93,11 +94,11 @@ class EventHub:
         self._refresh = False
 
     def subscribe(self, kinds: frozenset[str] | None = None) -> Mailbox:
-        box = Mailbox(kinds or frozenset(KINDS))
+        box = Mailbox(kinds or frozenset(EVENTS))
         with self._lock:
             self._boxes.append(box)
             last = [self._last[k] for k in ("state", "progress") if k in self._last]
-            if len(last) < len(KINDS):
+            if len(last) < len(EVENTS):
                 self._refresh = True  # nothing current to hand over: the publisher sends it
         for event in last:
             box.put(event)

@@ -22,17 +22,16 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
 from semdexd.api.types import SESSION_METHODS
 from semdexd.server.connection import Connection
-from semdexd.server.dispatch import Dispatcher
+from semdexd.server.dispatch import Dispatcher, Handler
 from semdexd.server.events import EventHub
 from semdexd.server.sockets import bind_private, peer_uid, remove_if_ours
 
-Handler = Callable[[dict[str, Any]], Any]
 EVICT_WAIT_S = 2.0  # for an evicted connection's thread to give its slot back
 BUSY_GRACE_S = 0.5  # every slot busy: how long to wait for one to finish its request
 

@@ -22,8 +22,7 @@ Contract (`InotifyTree`):
 - A folder that cannot be watched (permissions, the watch limit) is logged; the periodic
   reconcile still covers it.
 
-It only ever says which paths may have changed (`Indexer.enqueue`): the indexer compares with the
-manifest, so a duplicate or spurious event is harmless.
+What an event means for the index is the `ChangeSink`'s to say, as for every backend.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -44,8 +42,8 @@ from watchdog.observers.inotify_c import (
     WatchDescriptor,
 )
 
-from semdexd.index.pipeline import Indexer
-from semdexd.tree.ignore import IGNORE_FILES, IgnoreRules, walk
+from semdexd.tree.ignore import IGNORE_FILES, IgnoreRules
+from semdexd.watch.sink import ChangeSink
 
 log = structlog.get_logger()
 
@@ -61,11 +59,12 @@ _ID = CallbackId(0)
 
 
 class InotifyTree:
-    """Watches the admitted folders of ``indexer.roots`` (see the module docstring)."""
+    """The `Backend` on Linux: watches the admitted folders of ``sink.roots`` (see the module
+    docstring)."""
 
-    def __init__(self, indexer: Indexer, on_lost: Callable[[], None]) -> None:
-        self.indexer = indexer
-        self._on_lost = on_lost
+    def __init__(self, sink: ChangeSink) -> None:
+        self.sink = sink
+        self.roots = sink.roots
         self._fd: InotifyFD | None = None   # created by start(): one fd and one reader thread
         self._lock = threading.RLock()
         self._wd: dict[Path, WatchDescriptor] = {}
@@ -78,7 +77,7 @@ class InotifyTree:
         self._fd = InotifyFD()
         self._fd.name = "inotify"
         self._fd.start()
-        for root, rules in list(self.indexer.roots.items()):
+        for root, rules in self.roots.items():
             if root.is_dir():
                 self._add_tree(root, rules, enqueue=False)
             else:
@@ -96,7 +95,7 @@ class InotifyTree:
     def ensure_roots(self) -> None:
         """Watch every root that exists and has no watch (one deleted and created again, or
         missing at start): called before each reconcile scan."""
-        for root, rules in list(self.indexer.roots.items()):
+        for root, rules in self.roots.items():
             with self._lock:
                 known = root in self._wd
             if not known and root.is_dir():
@@ -124,10 +123,10 @@ class InotifyTree:
 
     def on_queue_overflow(self) -> None:
         log.warning("watch_overflow", hint="events were lost: re-syncing the watches and rescanning")
-        for root, rules in list(self.indexer.roots.items()):
+        for root, rules in self.roots.items():
             if root.is_dir():
                 self._sync(root, rules)
-        self._on_lost()
+        self.sink.rescan()
 
     # ------------------------------------------------------------ events
 
@@ -137,52 +136,45 @@ class InotifyTree:
         if folder is None:
             return
         if not event.name:   # the watched folder itself was deleted or moved
-            if (event.is_delete_self or event.is_move_self) and folder in self.indexer.roots:
+            if (event.is_delete_self or event.is_move_self) and folder in self.roots:
                 log.warning("folder_gone", folder=str(folder))
-                self._on_lost()
+                self.sink.rescan()
             return
         path = folder / os.fsdecode(event.name)
         if path.name in IGNORE_FILES:
-            self._ignore_file_changed(path)
+            rules = self.sink.ignore_file_changed(path)
+            if rules is not None:
+                self._sync(path.parent, rules)
         elif event.is_directory:
             self._folder_changed(path, event)
-        elif self.indexer.cfg.index.follow_symlinks and (event.is_create or event.is_moved_to) and _linked_dir(path):
-            where = self.indexer.root_of(path)
-            if where and not where[1].ignored(path, True):
-                for found, _ in walk(path, where[1], True):
-                    self.indexer.enqueue(str(found))
+        elif self.roots.follow_symlinks and (event.is_create or event.is_moved_to) and _linked_dir(path):
+            rules = self.sink.admitted_folder(path)
+            if rules is not None:
+                self.sink.expand(path, rules)
         else:
-            self.indexer.enqueue(str(path))
-
-    def _ignore_file_changed(self, path: Path) -> None:
-        where = self.indexer.root_of(path)
-        if where:
-            where[1].invalidate(path.parent)
-            self._sync(path.parent, where[1])
-        self._on_lost()
+            self.sink.file(path)
 
     def _folder_changed(self, folder: Path, event: InotifyEvent) -> None:
         if not (event.is_create or event.is_delete or event.is_move):
             return
-        for known in self.indexer.manifest.files_under(str(folder)):
-            self.indexer.enqueue(known)
+        self.sink.folder_gone(folder)
         if event.is_moved_from or event.is_delete:
             self._prune(folder)
             return
-        where = self.indexer.root_of(folder)
-        if where and not where[1].ignored(folder, is_dir=True):
-            self._add_tree(folder, where[1], enqueue=True)
+        rules = self.sink.admitted_folder(folder)
+        if rules is not None:
+            self._add_tree(folder, rules, enqueue=True)
 
     # ------------------------------------------------------------ the watch table
 
     def _add_tree(self, top: Path, rules: IgnoreRules, enqueue: bool) -> None:
         """Watch ``top`` and every admitted folder below it; a watch is set before its folder is
         listed. With ``enqueue``, the admitted files found are enqueued (a new folder's content)."""
-        follow = self.indexer.cfg.index.follow_symlinks
+        follow = self.roots.follow_symlinks
         stack = [top]
         while stack:
             folder = stack.pop()
-            if not self._watch(folder, folder in self.indexer.roots):
+            if not self._watch(folder, folder in self.roots):
                 continue
             try:
                 dev = folder.stat().st_dev
@@ -207,10 +199,9 @@ class InotifyTree:
         if rules.ignored(path, linked_dir):
             return
         if not linked_dir:
-            self.indexer.enqueue(str(path))
+            self.sink.file(path)
             return
-        for found, _ in walk(path, rules, follow):
-            self.indexer.enqueue(str(found))
+        self.sink.expand(path, rules)
 
     def _watch(self, folder: Path, is_root: bool) -> bool:
         """Set a watch on ``folder`` (if it has none); False when it cannot be watched."""
@@ -263,7 +254,7 @@ class InotifyTree:
         with self._lock:
             below = [p for p in self._wd if _below(p, top)]
         self._drop([p for p in below if rules.ignored(p, True) or not p.is_dir()])
-        if top in self.indexer.roots or not rules.ignored(top, True):
+        if top in self.roots or not rules.ignored(top, True):
             self._add_tree(top, rules, enqueue=False)
 
 

@@ -5,98 +5,61 @@ comparing with the manifest, so a dropped, duplicated or reordered event is harm
 created, moved or deleted is expanded into its files; an ignore file that changes triggers a
 rescan; a periodic light reconcile catches whatever the OS dropped (inotify limits, overflows).
 
-On Linux, `semdexd.watch.inotify.InotifyTree` sets one inotify watch per *admitted* folder (never in
-``node_modules``, ``.git``, ``~/.cache`` or anything else the ignore rules exclude) on one inotify
-instance read by one thread. Elsewhere (macOS FSEvents, Windows, BSD kqueue) watchdog's Observer
-watches each root recursively: FSEvents does not charge per folder, and events from ignored
-folders are dropped by the indexer's rules.
+One `Backend` is picked when the watcher is built: on Linux `InotifyTree` (one inotify watch per
+*admitted* folder, one reader thread), elsewhere `ObserverBackend` (watchdog's Observer, one
+recursive watch per root). Both report to the same `ChangeSink`.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
 
 from semdexd.index.pipeline import Indexer
-from semdexd.tree.ignore import IGNORE_FILES, walk, watch_points
-
-if TYPE_CHECKING:
-    from semdexd.watch.inotify import InotifyTree
+from semdexd.watch.sink import ChangeSink
 
 log = structlog.get_logger()
 
-_IGNORED_KINDS = {"opened", "closed_no_write"}
 
+class Backend(Protocol):
+    """A source of filesystem events for the roots of its sink."""
 
-class _Handler(FileSystemEventHandler):
-    def __init__(self, on_event: Callable[[FileSystemEvent], None]) -> None:
-        self._on_event = on_event
+    def start(self) -> None: ...
 
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in _IGNORED_KINDS:
-            return
-        try:
-            self._on_event(event)
-        except Exception:  # never let one odd event kill the observer thread
-            log.exception("watch_event_failed", event=repr(event))
+    def stop(self) -> None: ...
+
+    def ensure_roots(self) -> None:
+        """Watch every root that exists and has no watch yet (called before each reconcile)."""
 
 
 class Watcher:
-    """Feeds ``indexer`` from filesystem events; `start()`/`stop()`; `rescan()` on demand.
-
-    Threads: on Linux two (the inotify reader and the reconciler), whatever the number of folders.
-    """
+    """Feeds ``indexer`` from filesystem events on ``indexer.roots``; `start()`/`stop()`;
+    `rescan()` on demand. Threads: the backend's (one on Linux, whatever the number of folders)
+    and the reconciler."""
 
     def __init__(self, indexer: Indexer, reconcile_interval_s: int, use_inotify: bool | None = None) -> None:
         self.indexer = indexer
         self.reconcile_interval_s = reconcile_interval_s
+        sink = ChangeSink(indexer.roots, indexer, indexer.manifest.files_under, self.rescan)
         if use_inotify is None:
             use_inotify = sys.platform.startswith("linux")
-        self.tree: InotifyTree | None = None
-        if use_inotify:
-            from semdexd.watch.inotify import InotifyTree
-            self.tree = InotifyTree(indexer, self.rescan)
-        self._observer: BaseObserver | None = None   # not on Linux: it opens an fd and a thread at once
+        self.backend: Backend = _inotify(sink) if use_inotify else _observer(sink)
         self._stop = threading.Event()
         self._rescan = threading.Event()
         self._reconciler: threading.Thread | None = None
 
     def start(self) -> None:
-        if self.tree is not None:
-            self.tree.start()
-        else:
-            self._start_observer()
+        self.backend.start()
         self._reconciler = threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True)
         self._reconciler.start()
-
-    def _start_observer(self) -> None:
-        self._observer = Observer()
-        handler = _Handler(self._on_event)
-        for root in self.indexer.roots:
-            if root.is_dir():  # watching /: never set watches in /proc, /sys, /dev, /run
-                for path, recursive in watch_points(root, self.indexer.roots[root]):
-                    self._observer.schedule(handler, str(path), recursive=recursive)
-            else:
-                log.warning("folder_missing", folder=str(root))
-        self._observer.daemon = True
-        self._observer.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._rescan.set()
-        if self.tree is not None:
-            self.tree.stop()
-        elif self._observer is not None:
-            self._observer.stop()
-            self._observer.join(5)
+        self.backend.stop()
         if self._reconciler:
             self._reconciler.join(5)
 
@@ -112,37 +75,19 @@ class Watcher:
                 return
             self._rescan.clear()
             try:
-                if self.tree is not None:
-                    self.tree.ensure_roots()
+                self.backend.ensure_roots()
                 self.indexer.scan()
             except Exception:
                 log.exception("reconcile_failed")
 
-    # ------------------------------------------------------------ events (watchdog's Observer)
 
-    def _on_event(self, event: FileSystemEvent) -> None:
-        paths = [event.src_path] + ([event.dest_path] if getattr(event, "dest_path", "") else [])
-        for raw in paths:
-            path = Path(raw.decode() if isinstance(raw, bytes) else raw)
-            if path.name in IGNORE_FILES:
-                self._ignore_file_changed(path)
-            elif event.is_directory:
-                self._folder_changed(path, event.event_type)
-            else:
-                self.indexer.enqueue(str(path))
+def _inotify(sink: ChangeSink) -> Backend:
+    from semdexd.watch.inotify import InotifyTree
 
-    def _ignore_file_changed(self, path: Path) -> None:
-        where = self.indexer.root_of(path)
-        if where:
-            where[1].invalidate(path.parent)
-        self.rescan()
+    return InotifyTree(sink)
 
-    def _folder_changed(self, folder: Path, kind: str) -> None:
-        if kind in ("modified", "attrib", "closed"):
-            return
-        for known in self.indexer.manifest.files_under(str(folder)):
-            self.indexer.enqueue(known)
-        where = self.indexer.root_of(folder)
-        if where and folder.is_dir() and not where[1].ignored(folder, is_dir=True):
-            for path, _ in walk(folder, where[1], self.indexer.cfg.index.follow_symlinks):
-                self.indexer.enqueue(str(path))
+
+def _observer(sink: ChangeSink) -> Backend:
+    from semdexd.watch.observer import ObserverBackend
+
+    return ObserverBackend(sink)
