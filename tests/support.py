@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import sys
 import tempfile
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+SOURCE_PATH = os.pathsep.join((str(REPO), str(REPO / "client")))  # PYTHONPATH for this checkout's packages
 TEST_MODELS = REPO / ".cache" / "test-models"   # converted once, shared by every test
 
 

@@ -21,10 +21,10 @@ from typing import Any, Iterator
 import pytest
 import structlog
 
-from client.api import Client, DaemonNotRunning, RemoteError, TransportError
-from client.cli import parse_location
-from client.render import vimgrep
-from client.status_view import RateTracker, fmt_duration, progress_bar
+from semdex_client.api import Client, DaemonNotRunning, RemoteError, TransportError
+from semdex_client.cli import parse_location
+from semdex_client.render import vimgrep
+from semdex_client.status_view import RateTracker, fmt_duration, progress_bar
 from semdexd.api.types import ApiError
 from semdexd.server import Server
 from tests.support import WITH_CTRL_C, wait_for
@@ -178,7 +178,7 @@ def test_search_weak_hits_indexing_progress_and_notices(fake: Fake) -> None:
 
 
 def test_highlight_respects_color_choice() -> None:
-    from client.render import human, use_color
+    from semdex_client.render import human, use_color
 
     hit_ = {**hit("/p/a.py", 1, 0.9, "def parse_config(path):"), "snippet_line": 1}
     coloured = "\n".join(human([hit_], color=True, cwd=Path("/"), query="parse config"))
@@ -446,7 +446,7 @@ def test_cli_against_the_real_daemon(live: DaemonProcess) -> None:
     '[index]\nfolders = [~/notes\n[server]\nsocket = "{sock}"\n',           # not valid TOML
 ])
 def test_a_config_typo_does_not_lock_the_cli_out(fake: Fake, tmp_path: Path, text: str) -> None:
-    from client.paths import resolve_socket_path
+    from semdex_client.paths import resolve_socket_path
 
     config = tmp_path / "config.toml"
     config.write_text(text.replace("{sock}", str(fake.socket)))
@@ -456,7 +456,7 @@ def test_a_config_typo_does_not_lock_the_cli_out(fake: Fake, tmp_path: Path, tex
 
 
 def test_an_unreadable_socket_key_falls_back_to_the_default(tmp_path: Path) -> None:
-    from client.paths import resolve_socket_path
+    from semdex_client.paths import resolve_socket_path
 
     env = {"XDG_RUNTIME_DIR": str(tmp_path / "run"), "XDG_CONFIG_HOME": str(tmp_path / "cfg"), "HOME": str(tmp_path)}
     default = tmp_path / "run" / "semdex" / "semdexd.sock"

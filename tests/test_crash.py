@@ -102,7 +102,7 @@ def run_to_idle(inst: Instance, prefix: list[str] | None = None) -> None:
 
 
 def _idle(inst: Instance) -> bool:
-    from client.api import Client  # the thin client, as a user's script would use it
+    from semdex_client.api import Client  # the thin client, as a user's script would use it
 
     try:
         return Client(socket_path=inst.config().socket_path).call("status")["state"] == "idle"

@@ -24,7 +24,7 @@ from semdexd.api.rpc import call_json
 from tests.support import Instance, wait_for
 
 BIN = Path(sys.executable).parent
-MODULES = {"semdexd": "semdexd.app.cli", "semdex": "client.cli"}
+MODULES = {"semdexd": "semdexd.app.cli", "semdex": "semdex_client.cli"}
 
 
 def command(tool: str) -> list[str]:
@@ -291,7 +291,7 @@ HEAVY = {"numpy", "chromadb", "ctranslate2", "transformers", "tokenizers", "torc
 
 def test_help_and_client_import_nothing_heavy(daemon: DaemonProcess) -> None:
     assert not HEAVY & _imported(["-m", "semdexd.app.cli", "--help"], daemon.env)
-    assert not HEAVY & _imported(["-m", "client.cli", "version"], daemon.env)
+    assert not HEAVY & _imported(["-m", "semdex_client.cli", "version"], daemon.env)
     daemon.run()
     daemon.wait_ready()
-    assert not HEAVY & _imported(["-m", "client.cli", "status"], daemon.env)
+    assert not HEAVY & _imported(["-m", "semdex_client.cli", "status"], daemon.env)

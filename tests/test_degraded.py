@@ -56,7 +56,7 @@ class Daemon:
         return f'"event": "{event}"' in self.log.read_text(errors="replace")
 
     def call(self, method: str, **params: Any) -> Any:
-        from client.api import Client
+        from semdex_client.api import Client
 
         return Client(socket_path=self.cfg.socket_path, timeout=10).call(method, **params)
 
@@ -449,7 +449,7 @@ def test_a_write_stuck_in_native_code_holding_the_gil_still_ends_the_process(tmp
 
 
 def test_status_view_shows_why_it_is_degraded():
-    from client.status_view import render
+    from semdex_client.status_view import render
 
     status = {"state": "degraded", "version": "x", "files_indexed": 3, "files_queued": 2,
               "degraded": {"degraded": True, "reason": "store write failed: OperationalError: database or disk is full",

@@ -44,7 +44,7 @@ def daemon(tmp_path_factory, model_info):
 
 
 def semdex(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run([sys.executable, "-m", "client.cli", *args], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "semdex_client.cli", *args], env=env, capture_output=True,
                          text=True, timeout=120)
     if check:
         assert out.returncode == 0, out.stderr

@@ -24,7 +24,7 @@ from semdexd.embed.encoder import Encoder
 from semdexd.embed.model import ModelInfo
 from semdexd.embed.pool import EmbedFailure, EmbedPool, PoolClosedError
 from semdexd.embed.frames import POISON_ENV
-from tests.support import wait_for
+from tests.support import SOURCE_PATH, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -248,7 +248,7 @@ def test_kill_9_of_the_daemon_leaves_no_worker_behind(tmp_path, model_info):
     config = tmp_path / "config.toml"
     config.write_text(f'[paths]\nmodels_dir = "{model_info.ct2_dir.parent}"\n[pool]\nworkers = 2\ncache_mb = 0\n')
     daemon = subprocess.Popen([sys.executable, "-c", DAEMON, str(config), json.dumps(env)], stdout=subprocess.PIPE,
-                              cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+                              cwd=REPO, env={**os.environ, "PYTHONPATH": SOURCE_PATH})
     try:
         line = ""
         while not line.startswith("PIDS "):    # skip log lines

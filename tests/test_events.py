@@ -84,6 +84,7 @@ def test_a_new_subscriber_gets_the_current_state_even_when_nothing_changes() -> 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, model_info: Any) -> Iterator[Any]:
+    from semdexd.app.handlers import Api
     from semdexd.app.service import Service
 
     tmp = tmp_path_factory.mktemp("events")
@@ -95,7 +96,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, model_info: Any) -> Iterato
     service.start()
     wait_for(lambda: service.error or service.state() == "idle", timeout=180, what="index")
     runtime = Path(tempfile.mkdtemp(dir="/tmp", prefix="sx"))
-    server = Server(runtime / "s" / "ev.sock", service.handlers(), max_request_bytes=1 << 20,
+    server = Server(runtime / "s" / "ev.sock", Api(service).handlers(), max_request_bytes=1 << 20,
                     log=structlog.get_logger("test"), hub=service.events)
     server.start()
     service.folder = folder  # type: ignore[attr-defined]
@@ -174,7 +175,7 @@ def test_subscribe_params_are_validated(served: Any) -> None:
 
 @pytest.mark.parametrize("framing", ["json", "msgpack"])
 def test_the_client_library_skips_notifications_between_replies(served: Any, framing: str) -> None:
-    from client.api import Client
+    from semdex_client.api import Client
 
     server, service = served
     with Client(server.path, timeout=30, framing=framing) as c:

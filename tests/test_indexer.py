@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from semdexd.app.handlers import Api
 from semdexd.app.service import Service
 from tests.support import Instance, running_service, sha256_file, wait_for
 
@@ -147,11 +148,11 @@ def test_bad_files_are_skipped_with_reasons(service, notes):
 
 
 def test_search_finds_identifier_and_meaning(service, notes):
-    hits = service.handlers()["search"]({"query": "parse_config", "limit": 3})["hits"]
+    hits = Api(service).handlers()["search"]({"query": "parse_config", "limit": 3})["hits"]
     assert hits[0]["path"] == str(notes / "sub" / "c.py")
-    hits = service.handlers()["search"]({"query": "yellow fruit that grows in bunches", "mode": "semantic"})["hits"]
+    hits = Api(service).handlers()["search"]({"query": "yellow fruit that grows in bunches", "mode": "semantic"})["hits"]
     assert hits[0]["path"] == str(notes / "b.txt")
-    hits = service.handlers()["search"]({"query": "fox", "path": str(notes / "sub")})["hits"]
+    hits = Api(service).handlers()["search"]({"query": "fox", "path": str(notes / "sub")})["hits"]
     assert all(h["path"].startswith(str(notes / "sub")) for h in hits)
 
 

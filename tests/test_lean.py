@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from tests.support import REPO, Instance
+from tests.support import REPO, SOURCE_PATH, Instance
 
 # Packages the daemon never runs: pretty tracebacks, httpx's CLI, the OTLP gRPC exporter.
 NEVER = ("rich", "pygments", "click", "grpc", "google.protobuf", "opentelemetry.exporter.otlp.proto.grpc")
@@ -36,7 +36,7 @@ print(json.dumps(out))
 
 def _run(code: str, *args: str, env: dict[str, str] | None = None) -> dict:
     full = {k: v for k, v in os.environ.items() if k != "CHROMA_OTEL_GRANULARITY"}
-    full.update(env or {}, PYTHONPATH=str(REPO))
+    full.update(env or {}, PYTHONPATH=SOURCE_PATH)
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=full,
                           cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

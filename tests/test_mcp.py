@@ -14,7 +14,7 @@ import pytest
 
 from semdexd.api.schema import input_schema
 from tests import test_e2e
-from tests.support import wait_for
+from tests.support import SOURCE_PATH, wait_for
 from tests.test_daemon import DaemonProcess
 from tests.test_e2e import CORPUS, status
 
@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def run_session(env: dict[str, str], body: Callable[[ClientSession], Awaitable[Any]], cwd: Path | None = None) -> Any:
     """Start `semdex mcp` as a subprocess, initialise a session, run ``body`` on it."""
-    params = StdioServerParameters(command=sys.executable, args=["-m", "client.cli", "mcp"],
-                                   env={**env, "PYTHONPATH": str(REPO)}, cwd=str(cwd or REPO))
+    params = StdioServerParameters(command=sys.executable, args=["-m", "semdex_client.cli", "mcp"],
+                                   env={**env, "PYTHONPATH": SOURCE_PATH}, cwd=str(cwd or REPO))
 
     async def main() -> Any:
         with anyio.fail_after(120):

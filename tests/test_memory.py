@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.support import REPO, Instance
+from tests.support import REPO, SOURCE_PATH, Instance
 
 THREADS = """
 import ctypes, sys, threading
@@ -30,7 +30,7 @@ ctypes.CDLL("libc.so.6").malloc_stats()   # one "Arena N:" block per arena, on s
 def _arenas(tmp_path, arenas: int) -> int:
     inst = Instance(tmp_path, [], server={"malloc_arenas": arenas})
     done = subprocess.run([sys.executable, "-c", THREADS, str(inst.config_file)], capture_output=True, text=True,
-                          env={"PYTHONPATH": str(REPO), **inst.env}, cwd=REPO, timeout=120)
+                          env={"PYTHONPATH": SOURCE_PATH, **inst.env}, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     inst.cleanup()
     return len(re.findall(r"^Arena \d+:", done.stderr, re.M))

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests import test_e2e
-from tests.support import wait_for
+from tests.support import SOURCE_PATH, wait_for
 from tests.test_daemon import DaemonProcess
 from tests.test_e2e import CORPUS, status
 
@@ -83,14 +83,14 @@ def idle(env: dict[str, str]) -> None:
 
 
 def cli_socket(env: dict[str, str]) -> str:
-    """The socket path client/paths.py resolves in a process with exactly ``env``."""
-    code = "from client.paths import resolve_socket_path; print(resolve_socket_path())"
-    return subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(REPO)}, capture_output=True,
+    """The socket path client/semdex_client/paths.py resolves in a process with exactly ``env``."""
+    code = "from semdex_client.paths import resolve_socket_path; print(resolve_socket_path())"
+    return subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": SOURCE_PATH}, capture_output=True,
                           text=True, check=True, timeout=60).stdout.strip()
 
 
 def test_socket_path_resolved_like_the_cli(tmp_path):
-    """The Lua rule agrees with client/paths.py for each source of the path."""
+    """The Lua rule agrees with client/semdex_client/paths.py for each source of the path."""
     cfg_home = tmp_path / "cfg"
     (cfg_home / "semdex").mkdir(parents=True)
     (tmp_path / "tmp").mkdir()
@@ -108,7 +108,7 @@ def test_socket_path_resolved_like_the_cli(tmp_path):
     got = run_nvim(tmp_path, env, 'local p, src = semdex.socket()\nfinish({ path = p, src = src })\n')
     assert got["path"] == cli_socket(env) == str(tmp_path / "my.sock")
     assert got["src"].startswith("config ")
-    # a file the daemon would refuse elsewhere still gives its [server] socket (as client/paths.py)
+    # a file the daemon would refuse elsewhere still gives its [server] socket (as client/semdex_client/paths.py)
     (cfg_home / "semdex" / "config.toml").write_text(
         '[index]\nfolders = [unclosed\n\n[server]  # here\nsocket = "/tmp/other.sock"  # note\n')
     got = run_nvim(tmp_path, env, 'finish({ path = (semdex.socket()) })\n')

@@ -18,7 +18,7 @@ from tests.test_crash import Daemon
 
 
 def _status(inst: Instance) -> dict:
-    from client.api import Client
+    from semdex_client.api import Client
 
     try:
         return Client(socket_path=inst.config().socket_path).call("status")

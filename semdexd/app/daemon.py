@@ -199,6 +199,7 @@ def serve(cfg: Config, reload_config: Callable[[], Config], log: Any,
     Raises AlreadyRunning or SocketInUse before serving if another daemon owns the pidfile/socket,
     PrivateDirError if the data or state dir cannot be made private (another user owns it).
     """
+    from semdexd.app.handlers import Api
     from semdexd.app.service import Service
     from semdexd.server import Server
 
@@ -208,7 +209,7 @@ def serve(cfg: Config, reload_config: Callable[[], Config], log: Any,
         service = Service(cfg)
         log.info("starting", pid=os.getpid(), folders=[str(f) for f in cfg.index.folders])
         service.start()
-        server = Server(cfg.socket_path, service.handlers(), max_request_bytes=cfg.server.max_request_bytes, log=log,
+        server = Server(cfg.socket_path, Api(service).handlers(), max_request_bytes=cfg.server.max_request_bytes, log=log,
                         max_connections=cfg.server.max_connections, request_timeout_s=cfg.server.request_timeout_s,
                         idle_timeout_s=cfg.server.idle_timeout_s, hub=service.events)
         try:

@@ -13,7 +13,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -319,12 +319,6 @@ class Service:
                                    "(it shapes the index; a reload keeps the running one)")
             log.warning("reload_needs_restart", sections=changed)
         return replace(new, **{name: getattr(self.cfg, name) for name in INDEX_SHAPE})
-
-    def handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
-        """The socket API's handler map (semdexd.app.handlers)."""
-        from semdexd.app.handlers import Api
-
-        return Api(self).handlers()
 
     # ------------------------------------------------------------ the open index's parts
 

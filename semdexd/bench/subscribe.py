@@ -43,6 +43,7 @@ def _stuck_subscriber(path: Path) -> socket.socket:
 
 
 def run_once(cfg: Config, source: Path, subscriber: bool) -> dict[str, Any]:
+    from semdexd.app.handlers import Api
     from semdexd.app.service import Service
     from semdexd.server import Server
 
@@ -51,7 +52,7 @@ def run_once(cfg: Config, source: Path, subscriber: bool) -> dict[str, Any]:
     shutil.copytree(source, corpus)
     bcfg = bench_config(cfg, [corpus], work)
     svc = Service(bcfg)
-    server = Server(bcfg.socket_path, svc.handlers(), max_request_bytes=bcfg.server.max_request_bytes,
+    server = Server(bcfg.socket_path, Api(svc).handlers(), max_request_bytes=bcfg.server.max_request_bytes,
                     log=_Quiet(), hub=svc.events)
     server.start()
     stuck = _stuck_subscriber(bcfg.socket_path) if subscriber else None

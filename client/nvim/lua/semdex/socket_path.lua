@@ -1,4 +1,4 @@
--- Where semdexd's socket is: the same rule as the `semdex` CLI (client/paths.py), reimplemented
+-- Where semdexd's socket is: the same rule as the `semdex` CLI (client/semdex_client/paths.py), reimplemented
 -- here so the plugin needs no Python and no subprocess on start.
 --
 -- Order: setup{ socket = PATH }, then $SEMDEX_SOCKET, then `[server] socket` of the config file

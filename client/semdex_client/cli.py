@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from client.api import Client, ClientError, DaemonNotRunning, RemoteError
+from semdex_client.api import Client, ClientError, DaemonNotRunning, RemoteError
 
 EXIT_OK, EXIT_NO_RESULTS, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_REMOTE, EXIT_TRANSPORT = 0, 1, 2, 3, 4, 5
 
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    from client.paths import resolve_socket_path
+    from semdex_client.paths import resolve_socket_path
     from semdexd.config import ConfigError
 
     try:
@@ -126,7 +126,7 @@ def _client(args: argparse.Namespace) -> Client:
 def _print_hits(args: argparse.Namespace, hits: list[dict[str, Any]], query: str = "",
                 weak: list[dict[str, Any]] | None = None) -> int:
     """Print ``hits`` in the chosen format; with none, the ``weak`` ones (people only) or a note."""
-    from client import render
+    from semdex_client import render
 
     before = args.before_context if args.before_context is not None else args.context
     after = args.after_context if args.after_context is not None else args.context
@@ -200,7 +200,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         params["min_score"] = args.min_score
     with _client(args) as client:
         result = client.call("search", **params)
-    from client import render
+    from semdex_client import render
 
     if result.get("indexing"):
         print(render.indexing_notice(result["indexing"]), file=sys.stderr)
@@ -221,7 +221,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from client import render, status_view
+    from semdex_client import render, status_view
 
     with _client(args) as client:
         def fetch() -> dict[str, Any]:
@@ -238,7 +238,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _follow(args: argparse.Namespace, fetch: Callable[[], dict[str, Any]]) -> int:
     """Refresh the status until Ctrl-C (--watch) or until idle (--wait)."""
-    from client import render, status_view
+    from semdex_client import render, status_view
 
     tty = sys.stdout.isatty() and not args.json
     color = render.use_color(args.color, sys.stdout)
@@ -316,8 +316,8 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
-    """MCP over stdin/stdout; the SDK is imported only here (see client/mcp_server.py)."""
-    from client.mcp_server import serve
+    """MCP over stdin/stdout; the SDK is imported only here (see client/semdex_client/mcp_server.py)."""
+    from semdex_client.mcp_server import serve
 
     return serve(_client(args).socket_path, args.timeout)
 

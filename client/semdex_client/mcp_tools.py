@@ -5,7 +5,7 @@ Contract: `TOOLS` names the tools (search, similar, status), each mapped to the 
 calls; its input schema is the typed API's JSON Schema of that method (`semdexd.api.schema`). `run_tool(client, name, arguments)` returns a `ToolOutput` (text for the model,
 structured content, error flag) and never raises for a daemon that is down or refuses the request:
 the error is a readable message with ``is_error=True``. Imports only the standard library and
-``client.api``, so it is unit-testable and cheap to import.
+``semdex_client.api``, so it is unit-testable and cheap to import.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from client.api import Client, ClientError, DaemonNotRunning, RemoteError
+from semdex_client.api import Client, ClientError, DaemonNotRunning, RemoteError
 from semdexd.api.schema import input_schema  # the typed API's JSON Schema (stdlib only)
 
 NOT_RUNNING = ("semdexd is not running; start it with `semdexd start [FOLDER ...]` "

@@ -1,7 +1,7 @@
 """``semdex mcp``: a Model Context Protocol server over stdio, a thin client of the running semdexd.
 
 Built on the official ``mcp`` SDK (low-level `Server`, so the tool input schemas are exactly the
-daemon API's JSON Schemas). Tools: search, similar, status (see `client.mcp_tools`). Each call is
+daemon API's JSON Schemas). Tools: search, similar, status (see `semdex_client.mcp_tools`). Each call is
 one request to the daemon on its own short connection; the blocking socket call runs in a worker
 thread so the stdio loop keeps serving. A daemon that is not
 running, or that refuses a request, gives a tool error result (``isError``) with a message saying
@@ -21,8 +21,8 @@ import mcp_types as types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.stdio import stdio_server
 
-from client.api import Client
-from client.mcp_tools import TOOLS, ToolOutput, run_tool, tool_schema
+from semdex_client.api import Client
+from semdex_client.mcp_tools import TOOLS, ToolOutput, run_tool, tool_schema
 
 SERVER_NAME = "semdex"
 INSTRUCTIONS = ("semdex searches the user's local files by meaning. Use `search` for questions about "

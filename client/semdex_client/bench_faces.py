@@ -1,10 +1,10 @@
 """Round trip of a search through each face of a running semdexd: Neovim plugin, MCP, direct.
 
-    python -m client.bench_faces [-n 20] [--query "..."] [--socket PATH]
+    python -m semdex_client.bench_faces [-n 20] [--query "..."] [--socket PATH]
 
 Against the daemon the `semdex` CLI would use (or ``--socket``). Prints, per face, the median
 and p90 of ``n`` sequential searches (same query, same limit) and each median's ratio to the
-direct `client.api.Client` call measured in the same run:
+direct `semdex_client.api.Client` call measured in the same run:
 
 * ``direct``: `Client.call("search")` (msgpack-rpc, one reused connection): the daemon's own time.
 * ``nvim plugin``: inside a headless ``nvim``, ``require("semdex").request("search")`` until its
@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "client" / "nvim"
 
 NVIM_LUA = r"""
@@ -75,7 +75,7 @@ def _queries(query: str, tag: str, n: int, distinct: bool) -> list[str]:
 
 
 def _direct(socket: Path, query: str, limit: int, n: int, distinct: bool) -> list[float]:
-    from client.api import Client
+    from semdex_client.api import Client
 
     out = []
     with Client(socket) as client:
@@ -111,8 +111,8 @@ def _mcp(socket: Path, query: str, limit: int, n: int, distinct: bool) -> list[f
     from mcp import ClientSession
     from mcp.client.stdio import StdioServerParameters, stdio_client
 
-    params = StdioServerParameters(command=sys.executable, args=["-m", "client.cli", "--socket", str(socket), "mcp"],
-                                   env={**os.environ, "PYTHONPATH": str(REPO)})
+    params = StdioServerParameters(command=sys.executable, args=["-m", "semdex_client.cli", "--socket", str(socket), "mcp"],
+                                   env={**os.environ, "PYTHONPATH": os.pathsep.join((str(REPO), str(REPO / "client")))})
     out: list[float] = []
 
     async def main() -> None:
@@ -138,7 +138,7 @@ def _line(name: str, ms: list[float], base: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the bench; print one line per face."""
-    parser = argparse.ArgumentParser(prog="python -m client.bench_faces", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m semdex_client.bench_faces", description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=20, help="timed searches per face (default 20)")
     parser.add_argument("--query", default="what happens if the process is killed while writing")
     parser.add_argument("--limit", type=int, default=10)
@@ -146,14 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--same-query", action="store_true",
                         help="repeat the one query (cache hits) instead of a distinct query per call")
     args = parser.parse_args(argv)
-    from client.paths import resolve_socket_path
+    from semdex_client.paths import resolve_socket_path
 
     socket = resolve_socket_path(args.socket)
     distinct = not args.same_query
-    results = {"direct (client.api)": _direct(socket, args.query, args.limit, args.n, distinct)}
+    results = {"direct (semdex_client.api)": _direct(socket, args.query, args.limit, args.n, distinct)}
     results.update(_nvim(socket, args.query, args.limit, args.n, distinct))
     results["mcp tools/call"] = _mcp(socket, args.query, args.limit, args.n, distinct)
-    base = statistics.median(results["direct (client.api)"])
+    base = statistics.median(results["direct (semdex_client.api)"])
     print(f"search round trip, query {args.query!r}{' + a distinct suffix per call' if distinct else ''}, "
           f"limit {args.limit}, socket {socket}")
     for name, ms in results.items():

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from client.render import BOLD, GREEN, RED, YELLOW, paint
+from semdex_client.render import BOLD, GREEN, RED, YELLOW, paint
 
 MAX_PROBLEMS = 20
 BUSY_STATES = ("starting", "indexing")

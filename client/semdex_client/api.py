@@ -64,7 +64,7 @@ class Client:
     def __init__(self, socket_path: str | os.PathLike[str] | None = None,
                  timeout: float | None = DEFAULT_TIMEOUT_S, framing: str | None = None) -> None:
         if socket_path is None:
-            from client.paths import resolve_socket_path
+            from semdex_client.paths import resolve_socket_path
             socket_path = resolve_socket_path()
         self.socket_path = Path(socket_path)
         self.timeout = timeout
