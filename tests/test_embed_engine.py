@@ -23,7 +23,7 @@ import zmq.auth
 from semdexd.embed.encoder import Encoder
 from semdexd.embed.jobs import EmbedFailure
 from semdexd.embed.pool import EmbedPool
-from semdexd.embed.frames import HANG_ENV
+from semdexd.faults import HANG_ENV
 from semdexd.embed.slots import IllegalTransition, Slot, SlotState
 from tests.support import wait_for
 

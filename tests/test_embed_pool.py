@@ -23,7 +23,7 @@ import pytest
 from semdexd.embed.encoder import Encoder
 from semdexd.embed.model import ModelInfo
 from semdexd.embed.pool import EmbedFailure, EmbedPool, PoolClosedError
-from semdexd.embed.frames import POISON_ENV
+from semdexd.faults import POISON_ENV
 from tests.support import SOURCE_PATH, wait_for
 
 REPO = Path(__file__).resolve().parent.parent

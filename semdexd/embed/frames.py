@@ -24,11 +24,6 @@ import numpy as np
 READY, RESULT, ERROR, HEARTBEAT, BYE = "ready", "result", "error", "hb", "bye"
 BATCH, PING, STOP = "batch", "ping", "stop"
 
-# Exit code of a worker that found the test-only poison marker in a batch.
-POISON_EXIT = 70
-POISON_ENV = "SEMDEX_TEST_POISON"
-# A worker that finds this test-only marker in a batch never finishes it (heartbeats go on).
-HANG_ENV = "SEMDEX_TEST_HANG"
 
 
 class ProtocolError(ValueError):

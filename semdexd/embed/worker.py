@@ -6,10 +6,9 @@ thread so that heartbeats continue during a long batch. It exits when told to (`
 broker has been silent for ``heartbeat_ms * heartbeat_misses``, or when its parent dies (Linux:
 PR_SET_PDEATHSIG=SIGKILL; elsewhere: the parent pid changes).
 
-Test-only hook: with ``SEMDEX_TEST_POISON=<marker>`` in the environment, a batch containing a text
-that contains the marker makes the worker ``os._exit(70)`` (simulates a text that crashes the model);
-with ``SEMDEX_TEST_HANG=<marker>``, such a batch blocks the compute thread for good while the main
-thread keeps its heartbeat (simulates a model call that never returns).
+Test-only hooks (`semdexd.faults`): ``SEMDEX_TEST_POISON=<marker>`` makes a batch with that marker
+exit the worker (a text that crashes the model); ``SEMDEX_TEST_HANG=<marker>`` blocks the compute
+thread for good while the main thread keeps its heartbeat (a model call that never returns).
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from semdexd.embed import frames as p
 from semdexd.embed.encoder import Encoded, Encoder, check_output
 from semdexd.embed.errors import ModelError
 from semdexd.embed.model import ModelInfo
+from semdexd.faults import POISON_EXIT, Faults
 
 MODEL_WRONG_EXIT = 78   # the model's output failed `check_output` (like EX_CONFIG: retrying will not help)
 
@@ -85,8 +85,7 @@ class Worker:
         self.log = structlog.get_logger().bind(worker=opts.identity, pid=os.getpid())
         self.proc = psutil.Process()
         self.texts = 0
-        self.poison = os.environ.get(p.POISON_ENV, "")
-        self.hang = os.environ.get(p.HANG_ENV, "")
+        self.faults = Faults.from_env()
         self.current: tuple[Any, Future[Encoded]] | None = None
         self.last_batch: Any = None     # id of the last batch received (lets the broker spot a lost result)
         self.wake_r, self.wake_w = os.pipe()
@@ -177,9 +176,9 @@ class Worker:
             _send(sock, p.pack(p.ERROR, id=batch_id, msg="malformed batch", rss=_rss_mb(self.proc), texts=self.texts))
             return
         self.last_batch = batch_id
-        if self.poison and any(self.poison in t for t in texts):
-            os._exit(p.POISON_EXIT)
-        if self.hang and any(self.hang in t for t in texts):
+        if self.faults.kills_worker(texts):
+            os._exit(POISON_EXIT)
+        if self.faults.hangs_worker(texts):
             future: Future[Encoded] = pool.submit(threading.Event().wait)  # type: ignore[arg-type]
         else:
             future = pool.submit(encoder.encode, texts)
