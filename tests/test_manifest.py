@@ -1,6 +1,7 @@
 """The manifest: file/chunk rows, FTS kept in step, pending journal, filters."""
 
-from semdexd.store.manifest import ChunkRow, FileUpdate, Filter, Manifest
+from semdexd.store.filter import Filter
+from semdexd.store.manifest import ChunkRow, FileUpdate, Manifest
 
 
 def rows(path: str, texts: list[str]) -> tuple[ChunkRow, ...]:
@@ -45,12 +46,12 @@ def test_filters(tmp_path):
                     FileUpdate("/r/docsx/c.md", 1, 300, "h", "indexed", file_type="md", chunks=rows("/r/docsx/c.md", ["word"]))])
     def paths(f):
         return sorted(c.split("#")[0] for c, _ in m.lexical('"word"', 10, f))
-    assert paths(Filter(folder="/r/docs")) == ["/r/docs/a.md"]
+    assert paths(Filter(folders=("/r/docs",))) == ["/r/docs/a.md"]
     assert paths(Filter(types=("py",))) == ["/r/src/b.py"]
-    assert paths(Filter(glob="*.md")) == ["/r/docs/a.md", "/r/docsx/c.md"]
+    assert paths(Filter(globs=(r"\.md$",))) == ["/r/docs/a.md", "/r/docsx/c.md"]
     assert paths(Filter(since_ns=150)) == ["/r/docsx/c.md", "/r/src/b.py"]
-    assert m.chunk_ids_where(Filter(folder="/r/src"), 10) == ["/r/src/b.py#word"]
-    assert m.chunk_ids_where(Filter(glob="*"), 1) is None
+    assert m.chunk_ids_where(Filter(folders=("/r/src",)), 10) == ["/r/src/b.py#word"]
+    assert m.chunk_ids_where(Filter(globs=("",)), 1) is None
 
 
 def test_bad_fts_syntax_is_empty_not_an_error(tmp_path):

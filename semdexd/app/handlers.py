@@ -34,7 +34,8 @@ from semdexd.server.dispatch import Handler
 
 if TYPE_CHECKING:
     from semdexd.app.service import Service
-    from semdexd.store.manifest import Filter, Manifest
+    from semdexd.store.filter import Filter
+    from semdexd.store.manifest import Manifest
 
 READY_WAIT_S = 120.0
 READY_POLL_S = 0.1

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from semdexd.api.types import MODES, SearchRequest
 from semdexd.search.globs import glob_regexes
-from semdexd.store.manifest import Filter
+from semdexd.store.filter import Filter
 
 
 def request_filter(req: SearchRequest, anchors: Sequence[str] = ()) -> Filter:

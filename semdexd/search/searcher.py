@@ -21,7 +21,8 @@ from semdexd.search import scoring
 from semdexd.search.request import SearchRequest, request_filter
 from semdexd.search.snippets import merge_adjacent, snippet
 from semdexd.search.terms import QueryTerms, phrase_query, tokens, words_query
-from semdexd.store.manifest import ChunkRow, Filter, Manifest
+from semdexd.store.filter import Filter
+from semdexd.store.manifest import ChunkRow, Manifest
 from semdexd.store.vectors import Neighbour, VectorStore, nearest
 
 # Chunks taken from each list: CANDIDATES, or 2 per hit asked for when more hits are asked for.
@@ -129,7 +130,7 @@ class Searcher:
             return nearest(vector, self.vectors(ids), k)
         if ids is not None:
             return self.store.query(vector, k, ids=ids)
-        chroma_where = _chroma_where(where)
+        chroma_where = where.chroma_where()
         # Not selective: let the index filter what it can, then keep what passes the rest.
         got = self.store.query(vector, k * 4, where=chroma_where)
         passing = self.manifest.ids_passing([n.id for n in got], where)
@@ -204,18 +205,3 @@ def ordered_groups(rows: dict[str, ChunkRow], scores: dict[str, float], req: Sea
 def split_weak(hits: list[dict[str, Any]], min_score: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(hits at or above ``min_score``, the others) keeping the order."""
     return [h for h in hits if h["score"] >= min_score], [h for h in hits if h["score"] < min_score]
-
-
-def _chroma_where(where: Filter) -> dict[str, Any] | None:
-    conds: list[dict[str, Any]] = []
-    folders = where.folders + ((where.folder,) if where.folder else ())
-    if folders:
-        ors: list[dict[str, Any]] = []
-        for f in folders:
-            ors += [{"dirs": {"$contains": f}}, {"path": f}]
-        conds.append({"$or": ors})
-    if where.types:
-        conds.append({"type": {"$in": list(where.types)}})
-    if not conds:
-        return None
-    return conds[0] if len(conds) == 1 else {"$and": conds}

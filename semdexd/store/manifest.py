@@ -13,8 +13,6 @@ One `Manifest` per process; it is safe to call from several threads (one connect
 
 from __future__ import annotations
 
-import functools
-import re
 import sqlite3
 import threading
 import time
@@ -26,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from semdexd.store.filter import REGEXP_SQL, Filter, regexp
 from semdexd.system.private import private_file
 
 SCHEMA_VERSION = 3
@@ -73,67 +72,6 @@ CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
     INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
 END;
 """
-
-
-@dataclass(frozen=True)
-class Filter:
-    """Restrictions on which files a search may return (conditions combined with AND).
-
-    ``folders`` are OR-ed absolute folders (or files); ``globs`` are OR-ed regular expressions
-    over the absolute path (see `semdexd.search.globs`: gitignore-style globs, already anchored);
-    a path matching any of ``excludes`` (same form) is left out. ``glob`` is the legacy single
-    SQLite GLOB (``"*.md"`` matches anywhere), kept for callers that still pass it.
-    """
-
-    folders: tuple[str, ...] = ()         # absolute folder (or file) paths, OR-ed
-    types: tuple[str, ...] = ()           # file types ("py", "md", ...)
-    globs: tuple[str, ...] = ()           # regexes over the absolute path, OR-ed
-    excludes: tuple[str, ...] = ()        # regexes over the absolute path; any match excludes
-    since_ns: int | None = None           # modified at or after (ns since epoch)
-    folder: str | None = None             # legacy: one folder
-    glob: str | None = None               # legacy: one SQLite GLOB
-
-    def sql(self) -> tuple[str, list[object]]:
-        conds, args = ["1"], []  # type: tuple[list[str], list[object]]
-        folders = self.folders + ((self.folder,) if self.folder else ())
-        if folders:
-            ors = []
-            for folder in folders:
-                prefix = folder.rstrip("/") + "/"
-                ors.append("(f.path = ? OR substr(f.path, 1, ?) = ?)")
-                args += [folder, len(prefix), prefix]
-            conds.append("(" + " OR ".join(ors) + ")")
-        if self.types:
-            conds.append(f"f.file_type IN ({','.join('?' * len(self.types))})")
-            args += list(self.types)
-        if self.globs:
-            conds.append("(" + " OR ".join("semdex_regexp(?, f.path)" for _ in self.globs) + ")")
-            args += list(self.globs)
-        for pattern in self.excludes:
-            conds.append("NOT semdex_regexp(?, f.path)")
-            args.append(pattern)
-        if self.glob:
-            conds.append("f.path GLOB ?")
-            args.append(self.glob if self.glob.startswith("/") else "*" + self.glob)
-        if self.since_ns is not None:
-            conds.append("f.mtime_ns >= ?")
-            args.append(self.since_ns)
-        return " AND ".join(conds), args
-
-    @property
-    def empty(self) -> bool:
-        return not (self.folders or self.folder or self.types or self.globs or self.excludes
-                    or self.glob or self.since_ns is not None)
-
-
-@functools.lru_cache(maxsize=256)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
-def _regexp(pattern: str, value: str) -> bool:
-    """SQL ``semdex_regexp(pattern, value)``: a Python regex search (patterns are cached)."""
-    return _compiled(pattern).search(value) is not None
 
 
 _ID_BATCH = 500         # ids per statement (well under SQLite's variable limit)
@@ -204,7 +142,7 @@ class Manifest:
         self._df_total = 0
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.create_function("semdex_regexp", 2, _regexp, deterministic=True)
+        self._db.create_function(REGEXP_SQL, 2, regexp, deterministic=True)
         self._db.executescript(_SCHEMA)
         self._migrate()
 
