@@ -61,8 +61,8 @@ def _encrypted_pdf(plain: bytes, user_password: str) -> bytes:
 def _x(path: Path, max_bytes: int = 10 * MB) -> Extraction:
     result = extract(path, max_bytes=max_bytes)
     assert isinstance(result, Extraction)
-    assert (result.status == "ok") == (result.reason == ""), result
-    assert result.reason.startswith(result.status) or result.status == "ok", result
+    assert (result.kind == "indexed") == (result.reason == ""), result
+    assert result.reason.startswith(result.kind) or result.kind == "indexed", result
     return result
 
 
@@ -74,7 +74,7 @@ def test_utf8_code_is_returned_as_is_with_hash_and_type(tmp_path: Path) -> None:
     path = tmp_path / "os_copy.py"
     path.write_bytes(source)
     result = _x(path)
-    assert result.status == "ok" and result.file_type == "py"
+    assert result.kind == "indexed" and result.file_type == "py"
     assert result.text == source.decode("utf-8")
     assert result.content_hash == hashlib.sha256(source).hexdigest()
 
@@ -112,7 +112,7 @@ def test_latin1_fallback_for_mostly_ascii_text(tmp_path: Path) -> None:
     path = tmp_path / "mostly.txt"
     path.write_bytes(b"plain ascii configuration line\n" * 40 + b"price: 10\xa4 \xb5s\n")
     result = _x(path)
-    assert result.status == "ok"
+    assert result.kind == "indexed"
     assert result.text.startswith("plain ascii configuration line\n")
 
 
@@ -120,7 +120,7 @@ def test_undecodable_high_bytes_are_skipped(tmp_path: Path) -> None:
     path = tmp_path / "noise.txt"
     path.write_bytes(bytes((i * 7919) % 128 + 128 for i in range(6000)))
     result = _x(path)
-    assert result.status == "skipped" and "undecodable" in result.reason
+    assert result.kind == "skipped" and "undecodable" in result.reason
     assert result.content_hash
 
 
@@ -143,7 +143,7 @@ def test_binary_by_extension_is_not_read(tmp_path: Path) -> None:
     path = tmp_path / "photo.png"
     path.write_text("not really a png")
     result = _x(path)
-    assert (result.status, result.reason, result.file_type) == ("skipped", "skipped: binary", "png")
+    assert (result.kind, result.reason, result.file_type) == ("skipped", "skipped: binary", "png")
     assert result.content_hash == ""
 
 
@@ -163,7 +163,7 @@ def test_empty_and_blank_files_are_skipped(tmp_path: Path, content: bytes) -> No
     path = tmp_path / "empty.md"
     path.write_bytes(content)
     result = _x(path)
-    assert (result.status, result.reason) == ("skipped", "skipped: empty")
+    assert (result.kind, result.reason) == ("skipped", "skipped: empty")
     assert result.content_hash == hashlib.sha256(content).hexdigest()
 
 
@@ -171,9 +171,9 @@ def test_larger_than_max_bytes_is_skipped_unread(tmp_path: Path) -> None:
     path = tmp_path / "big.log"
     path.write_bytes(b"x" * (MB + 1))
     result = _x(path, max_bytes=MB)
-    assert (result.status, result.reason) == ("skipped", "skipped: larger than 1 MB")
+    assert (result.kind, result.reason) == ("skipped", "skipped: larger than 1 MB")
     assert result.content_hash == ""
-    assert _x(path, max_bytes=2 * MB).status == "ok"
+    assert _x(path, max_bytes=2 * MB).kind == "indexed"
 
 
 def test_unsupported_office_format_is_named(tmp_path: Path) -> None:
@@ -225,7 +225,7 @@ def test_symlink_to_a_file_is_read(tmp_path: Path) -> None:
 
 def test_vanished_file_fails(tmp_path: Path) -> None:
     result = _x(tmp_path / "gone.py")
-    assert (result.status, result.reason) == ("failed", "failed: vanished before it could be read")
+    assert (result.kind, result.reason) == ("failed", "failed: vanished before it could be read")
     assert _x(tmp_path / "gone.png").reason == "failed: vanished before it could be read"
 
 
@@ -275,7 +275,7 @@ def test_pdf_pages_joined_by_blank_line(tmp_path: Path) -> None:
     path = tmp_path / "report.pdf"
     path.write_bytes(_pdf(["Lighthouse keepers (1890)", "Second page text"]))
     result = _x(path)
-    assert (result.status, result.file_type) == ("ok", "pdf")
+    assert (result.kind, result.file_type) == ("indexed", "pdf")
     assert result.text == "Lighthouse keepers (1890)\n\nSecond page text"
     assert result.content_hash == hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -291,7 +291,7 @@ def test_encrypted_pdf_fails(tmp_path: Path) -> None:
     path = tmp_path / "locked.pdf"
     path.write_bytes(_encrypted_pdf(_pdf(["secret text"]), user_password="pw"))
     result = _x(path)
-    assert (result.status, result.reason) == ("failed", "failed: PDF is encrypted")
+    assert (result.kind, result.reason) == ("failed", "failed: PDF is encrypted")
     assert result.content_hash
 
 
@@ -312,14 +312,14 @@ def test_corrupt_pdf_fails_with_short_reason(tmp_path: Path, content: bytes) -> 
     path = tmp_path / "broken.pdf"
     path.write_bytes(content)
     result = _x(path)
-    assert result.status == "failed" and result.reason.startswith("failed: PDF could not be read")
+    assert result.kind == "failed" and result.reason.startswith("failed: PDF could not be read")
     assert "\n" not in result.reason and len(result.reason) < 160
 
 
 def test_truncated_pdf_fails(tmp_path: Path) -> None:
     path = tmp_path / "cut.pdf"
     path.write_bytes(_pdf(["some text here"] * 3)[:200])
-    assert _x(path).status in ("failed", "skipped")
+    assert _x(path).kind in ("failed", "skipped")
 
 
 # ---------------------------------------------------------------- DOCX
@@ -339,7 +339,7 @@ def test_docx_paragraphs_headings_and_tables_in_order(tmp_path: Path) -> None:
     path = tmp_path / "notes.docx"
     document.save(str(path))
     result = _x(path)
-    assert (result.status, result.file_type) == ("ok", "docx")
+    assert (result.kind, result.file_type) == ("indexed", "docx")
     assert result.text == ("# Lighthouses\n\nA lighthouse is a tower that emits light.\n\n## Keepers\n\n"
                            "name | years\nGrace Darling | 1815–1842\n\nAfter the table.")
 
@@ -365,7 +365,7 @@ def test_corrupt_or_encrypted_docx_fails(tmp_path: Path, content: bytes, words: 
     path = tmp_path / "broken.docx"
     path.write_bytes(content)
     result = _x(path)
-    assert result.status == "failed" and words in result.reason, result
+    assert result.kind == "failed" and words in result.reason, result
 
 
 def test_zip_that_is_not_a_docx_fails(tmp_path: Path) -> None:
@@ -375,7 +375,7 @@ def test_zip_that_is_not_a_docx_fails(tmp_path: Path) -> None:
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("hello.txt", "not an office document")
     result = _x(path)
-    assert result.status == "failed" and "DOCX could not be read" in result.reason
+    assert result.kind == "failed" and "DOCX could not be read" in result.reason
 
 
 # ---------------------------------------------------------------- file types

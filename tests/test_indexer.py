@@ -33,7 +33,7 @@ def recorded(svc: Service) -> dict[str, str]:
     out = {}
     for path in svc.manifest.all_paths():
         row = svc.manifest.file(path)
-        if row is not None and row.status == "indexed":
+        if row is not None and row.kind.status == "indexed":
             out[path] = row.hash
     return out
 
@@ -143,7 +143,7 @@ def test_bad_files_are_skipped_with_reasons(service, notes):
     probs = wait_for(reasons, timeout=60, what="every bad file recorded")
     assert all(probs[n] for n in bad_names), probs
     assert "empty" in probs["empty.txt"] and "binary" in probs["image.png"]
-    assert service.manifest.file(str(bad / "good.md")).status == "indexed"
+    assert service.manifest.file(str(bad / "good.md")).kind.status == "indexed"
     assert service.state() == "idle"
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from semdexd.extract import EXTRACTOR_VERSION
-from semdexd.index.kinds import Kind, retry_delay
+from semdexd.index.pipeline import TRANSIENT_RETRY
+from semdexd.kinds import Kind
 from semdexd.store.manifest import SCHEMA_VERSION, Manifest
 from tests.support import Instance, running_service, wait_for
 
@@ -32,7 +33,9 @@ def test_schema_1_manifest_is_migrated_and_old_skips_are_read_again(tmp_path: Pa
     manifest = Manifest(db)
     try:
         row = manifest.file("/a/old.bin")
-        assert row is not None and (row.kind, row.extractor) == ("", "")
+        # a row from before kinds has only its status: its kind is read from it
+        assert row is not None and (row.kind, row.extractor) == (Kind.SKIPPED, "")
+        assert manifest.file("/a/ok.md").kind == Kind.INDEXED
         assert manifest.get_meta("schema") == str(SCHEMA_VERSION)
         assert manifest.paths_to_reread(EXTRACTOR_VERSION) == ["/a/old.bin"]
     finally:
@@ -42,7 +45,7 @@ def test_schema_1_manifest_is_migrated_and_old_skips_are_read_again(tmp_path: Pa
 
 def test_kinds_and_back_off() -> None:
     assert [k.status for k in Kind] == ["indexed", "indexed", "indexed", "skipped", "failed", "failed"]
-    assert [retry_delay(n) for n in (1, 2, 3)] == [5.0, 10.0, 20.0] and retry_delay(50) == 600.0
+    assert [TRANSIENT_RETRY.delay(n) for n in (1, 2, 3)] == [5.0, 10.0, 20.0] and TRANSIENT_RETRY.delay(50) == 600.0
 
 
 @pytest.fixture
@@ -59,8 +62,8 @@ def service(tmp_path: Path, model_info):
 def test_kinds_are_recorded_and_old_extractor_skips_are_reread(service) -> None:
     svc, folder = service
     a, blank = svc.manifest.file(str(folder / "a.md")), svc.manifest.file(str(folder / "blank.txt"))
-    assert (a.status, a.kind, a.extractor) == ("indexed", "indexed", EXTRACTOR_VERSION)
-    assert (blank.status, blank.kind, blank.reason) == ("skipped", "skipped", "skipped: empty")
+    assert (a.kind.status, a.kind, a.extractor) == ("indexed", "indexed", EXTRACTOR_VERSION)
+    assert (blank.kind.status, blank.kind, blank.reason) == ("skipped", "skipped", "skipped: empty")
     with svc.manifest._lock:   # as an older release would have left it
         svc.manifest._db.execute("UPDATE files SET extractor='1' WHERE path=?", (str(folder / "blank.txt"),))
     assert svc.indexer.scan() >= 1

@@ -23,7 +23,7 @@ def test_edit_of_a_followed_links_target_is_noticed(tmp_path: Path, model_info) 
     link = str(folder / "link.md")
     with running_service(inst, lambda svc: svc.manifest.file(link) is not None) as svc:
         row = svc.manifest.file(link)
-        assert (row.status, row.size, row.mtime_ns) == ("indexed", target.stat().st_size, target.stat().st_mtime_ns)
+        assert (row.kind.status, row.size, row.mtime_ns) == ("indexed", target.stat().st_size, target.stat().st_mtime_ns)
         assert svc.manifest.file(str(folder / "broken.md")).reason == "skipped: broken symlink"
         target.write_text("# Target\n\nThe second, longer version speaks of foghorns and of bells.\n")
         os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))

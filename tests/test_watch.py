@@ -36,7 +36,7 @@ def watched_folders(root: Path) -> set[str]:
 
 def indexed(svc: Service, path: Path) -> bool:
     row = svc.manifest.file(str(path))
-    return row is not None and row.status == "indexed" and row.mtime_ns == path.stat().st_mtime_ns
+    return row is not None and row.kind.status == "indexed" and row.mtime_ns == path.stat().st_mtime_ns
 
 
 @pytest.fixture

@@ -299,9 +299,9 @@ def _child(argv: list[str]) -> int:
     text = cap_text(ex.text, chunk_budget_chars(cap, limits["target"]))
     chunks = chunk_text(text.text, file_type=ex.file_type, count_tokens=count,
                         target_tokens=limits["target"], max_tokens=int(max_tokens),
-                        overlap_tokens=limits["overlap"]) if ex.status == "ok" else []
+                        overlap_tokens=limits["overlap"]) if ex.has_text else []
     chunks, reason = cap_chunks(chunks, cap, ex.reason, cut=bool(text.reason))
-    print(json.dumps({"status": ex.status, "reason": reason, "chunks": len(chunks),
+    print(json.dumps({"status": ex.kind.status, "reason": reason, "chunks": len(chunks),
                       "text_mb": round(len(ex.text) / (1 << 20), 2), "baseline_rss_mb": round(baseline, 1)}))
     return 0
 

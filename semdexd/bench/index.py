@@ -29,7 +29,7 @@ def _edit_files(svc: Any, corpus: Path, count: int) -> tuple[list[float], list[i
     """One-line edit in ``count`` files, one at a time; (save->searchable seconds, chunks re-embedded)."""
     latencies, reembedded = [], []
     rows = (svc.manifest.file(p) for p in sorted(svc.manifest.all_paths()))
-    candidates = [r.path for r in rows if r is not None and r.status == "indexed" and r.chunks >= 3]
+    candidates = [r.path for r in rows if r is not None and r.kind.searchable and r.chunks >= 3]
     for path in candidates[:count]:
         p = Path(path)
         lines = p.read_text(encoding="utf-8", errors="replace").split("\n")

@@ -18,6 +18,7 @@ from semdexd.extract.filetypes import (
 from semdexd.extract.html import html_to_text
 from semdexd.extract.reader import probe, read_bytes
 from semdexd.extract.result import DocText, Extraction, cap_text, from_reason, from_text
+from semdexd.kinds import Kind
 
 # Default cap of the extracted text (characters) when the caller gives none.
 DEFAULT_MAX_CHARS = 8 << 20
@@ -27,7 +28,7 @@ def extract(path: Path, *, max_bytes: int, max_chars: int = DEFAULT_MAX_CHARS) -
     """Read ``path`` once and return its text, or a reason it has none.
 
     The text is at most ``max_chars`` characters: longer text is cut (at a line break near the
-    cap) and the result, still ``"ok"``, carries a ``"truncated: ..."`` reason. Documents are
+    cap) and the result is ``TRUNCATED``, with a ``"truncated: ..."`` reason. Documents are
     never expanded whole in memory (DOCX is streamed, PDF read page by page up to the cap).
 
     Never raises and never blocks on a fifo, socket or device. Files larger than ``max_bytes``,
@@ -77,6 +78,6 @@ def _refuse_without_reading(path: Path, reason: str, kind: str) -> Extraction:
 
 
 def _from_document(doc: DocText, digest: str, kind: str) -> Extraction:
-    if doc.reason and not doc.reason.startswith("truncated"):
+    if Kind.of_reason(doc.reason) not in (Kind.INDEXED, Kind.TRUNCATED):
         return from_reason(doc.reason, content_hash=digest, file_type=kind)
     return from_text(doc.text, content_hash=digest, file_type=kind, note=doc.reason)

@@ -3,45 +3,46 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from semdexd.extract.reader import describe_size
-
-Status = Literal["ok", "skipped", "failed"]
+from semdexd.kinds import Kind
 
 
 @dataclass(frozen=True)
 class Extraction:
     """The outcome of extracting one file.
 
-    ``status`` is ``"ok"`` (``text`` holds non-blank text with ``"\\n"`` newlines), ``"skipped"``
-    (nothing to index: binary, empty, too large, not a regular file, ...) or ``"failed"`` (the
-    file should have had text but could not be read). ``reason`` is a short human sentence that
-    starts with the status, e.g. ``"skipped: binary"``; it is ``""`` when ``status`` is ``"ok"``.
-    An ``"ok"`` extraction whose text was cut at the text cap has a ``"truncated: ..."`` reason.
+    ``kind`` is ``INDEXED`` (``text`` holds non-blank text with ``"\\n"`` newlines), ``TRUNCATED``
+    (the same, cut at the text cap: ``reason`` says ``"truncated: ..."``), ``SKIPPED`` (nothing
+    to index: binary, empty, too large, not a regular file, ...) or ``FAILED`` (the file should
+    have had text but could not be read). ``reason`` is a short human sentence that starts with
+    the kind, e.g. ``"skipped: binary"``; it is ``""`` for ``INDEXED``.
     ``content_hash`` is the hex sha256 of the raw bytes whenever they were read, else ``""``.
     ``file_type`` is a short type for filters (``"py"``, ``"md"``, ``"pdf"``, ...).
     """
 
-    status: Status
+    kind: Kind
     text: str = ""
     reason: str = ""
     content_hash: str = ""
     file_type: str = ""
 
+    @property
+    def has_text(self) -> bool:
+        return self.kind in (Kind.INDEXED, Kind.TRUNCATED)
+
 
 def from_reason(reason: str, *, content_hash: str = "", file_type: str = "") -> Extraction:
-    """A skipped/failed `Extraction` whose status is the reason's prefix (``"failed: ..."``)."""
-    status: Status = "failed" if reason.startswith("failed") else "skipped"
-    return Extraction(status, "", reason, content_hash, file_type)
+    """A skipped or failed `Extraction`: ``reason`` says which (``"failed: ..."``)."""
+    return Extraction(Kind.of_reason(reason), "", reason, content_hash, file_type)
 
 
 def from_text(text: str, *, content_hash: str, file_type: str, note: str = "") -> Extraction:
-    """An ``ok`` `Extraction` (``note``: a ``"truncated: ..."`` reason), or ``"skipped: empty"``
+    """An `Extraction` with text (``note``: a ``"truncated: ..."`` reason), or ``"skipped: empty"``
     when ``text`` has nothing but whitespace."""
     if not text.strip():
         return from_reason("skipped: empty", content_hash=content_hash, file_type=file_type)
-    return Extraction("ok", text, note, content_hash, file_type)
+    return Extraction(Kind.of_reason(note), text, note, content_hash, file_type)
 
 
 @dataclass(frozen=True)

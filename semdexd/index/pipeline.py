@@ -30,15 +30,17 @@ from typing import Any
 import numpy as np
 import structlog
 
+from semdexd.backoff import Backoff
 from semdexd.chunk import cap_chunks, chunk_budget_chars, chunk_text
 from semdexd.config import Config
 from semdexd.embed.jobs import Embedder
 from semdexd.extract import EXTRACTOR_VERSION, extract
 from semdexd.extract.result import cap_text
+from semdexd.faults import Faults
 from semdexd.index.changes import ChangeQueue
 from semdexd.index.health import WriteHealth, describe, store_unavailable
-from semdexd.index.kinds import Kind, retry_delay
 from semdexd.index.metrics import Metrics
+from semdexd.kinds import Kind
 from semdexd.store.manifest import ChunkRow, FileUpdate, Manifest
 from semdexd.store.vectors import VectorStore, chunk_metadata
 from semdexd.tree.ignore import walk
@@ -52,6 +54,7 @@ TAKE_FILES = 32        # paths prepared per round
 # a kill -9 or an unrelated crash during a big file's read must not blacklist that file.
 POISON_AFTER_CRASHES = 2
 POLL_S = 0.2           # how often a blocked stage looks at the stop flag
+TRANSIENT_RETRY = Backoff(first_s=5.0, max_s=600.0)  # a transient failure in a row: 5 s, 10 s, 20 s, ... 10 min
 
 
 def chunk_id(path: str, chunk_hash: str, occurrence: int) -> str:
@@ -97,14 +100,7 @@ class Indexer:
         self._embed_q: queue.Queue[Any] = queue.Queue(maxsize=2)
         self._write_q: queue.Queue[Any] = queue.Queue(maxsize=4)
         self._threads: list[threading.Thread] = []
-        # Test-only fault injection: "STAGE:N" makes the process die abruptly at the N-th time
-        # it reaches STAGE (after_delete | after_add | prepare), to prove the write order is
-        # crash-safe; "prepare@NAME" when it starts reading a file named NAME (poison).
-        self._crash_at = os.environ.get("SEMDEX_TEST_CRASH_AT", "")
-        # "STAGE:N" instead hangs there inside a native call that holds the GIL and never returns
-        # (as a stuck store write would), to prove the daemon still exits by itself.
-        self._hang_at = os.environ.get("SEMDEX_TEST_HANG_AT", "")
-        self._stage_hits: dict[str, int] = {}
+        self.faults = Faults.from_env()   # test-only: crash or hang at a stage (semdexd.faults)
         self._attempts: dict[str, int] = {}    # transient failures in a row, per path
         self.set_folders(cfg.index.folders)
 
@@ -260,18 +256,17 @@ class Indexer:
     @staticmethod
     def _reread(old: Any) -> bool:
         """A skip or failure decided by another extractor version is worth reading again."""
-        return bool(old.status != "indexed" and old.kind != Kind.POISON and old.extractor != EXTRACTOR_VERSION)
+        return bool(not old.kind.searchable and old.kind != Kind.POISON and old.extractor != EXTRACTOR_VERSION)
 
     def _read(self, path: str, p: Path, st: os.stat_result, old: Any, force: bool) -> FileJob:
         """Extract and chunk ``path`` (journalled as being read by the caller)."""
-        self._crash_point("prepare", p.name)
+        self.faults.stage("prepare", p.name)
         with self.metrics.stage("extract"):
             ex = extract(p, max_bytes=int(self.cfg.index.max_file_mb * 1024 * 1024),
                          max_chars=int(self.cfg.index.max_text_mb * 1024 * 1024))
-        if ex.status != "ok":
-            kind = Kind.FAILED if ex.status == "failed" else Kind.SKIPPED
-            return self._record(path, st, kind, ex.reason, ex.content_hash, ex.file_type)
-        if old and old.status == "indexed" and old.hash == ex.content_hash and not force:
+        if not ex.has_text:
+            return self._record(path, st, ex.kind, ex.reason, ex.content_hash, ex.file_type)
+        if old and old.kind.searchable and old.hash == ex.content_hash and not force:
             return self._unchanged(path, old, st)
         cap = self.cfg.index.max_chunks_per_file
         text = cap_text(ex.text, chunk_budget_chars(cap, self.cfg.chunk.target_tokens))
@@ -287,8 +282,8 @@ class Indexer:
         if reason:
             log.info("file_truncated", path=path, reason=reason)
         kind = Kind.TRUNCATED if reason else Kind.INDEXED
-        update = FileUpdate(path, st.st_size, st.st_mtime_ns, ex.content_hash, kind.status, reason,
-                            ex.file_type, tuple(rows), kind, EXTRACTOR_VERSION)
+        update = FileUpdate(path, st.st_size, st.st_mtime_ns, ex.content_hash, kind, reason,
+                            ex.file_type, tuple(rows), EXTRACTOR_VERSION)
         return FileJob(path, update, new=new, stale=sorted(existing - {r.id for r in rows}))
 
     @staticmethod
@@ -305,8 +300,8 @@ class Indexer:
     def _unchanged(self, path: str, old: Any, st: os.stat_result) -> FileJob:
         """Content unchanged (only touched): keep the chunks, refresh size/mtime."""
         rows = tuple(self.manifest.chunks_of(path))
-        update = FileUpdate(path, st.st_size, st.st_mtime_ns, old.hash, old.status, old.reason,
-                            old.file_type, rows, old.kind, old.extractor)
+        update = FileUpdate(path, st.st_size, st.st_mtime_ns, old.hash, old.kind, old.reason,
+                            old.file_type, rows, old.extractor)
         return FileJob(path, update)
 
     def _forget(self, path: str) -> FileJob:
@@ -319,8 +314,7 @@ class Indexer:
         stale = [r.id for r in self.manifest.chunks_of(path)]
         size, mtime = (st.st_size, st.st_mtime_ns) if st else (-1, -1)
         log.info("file_skipped", path=path, kind=str(kind), reason=reason)
-        update = FileUpdate(path, size, mtime, content_hash, kind.status, reason, file_type, (),
-                            kind, EXTRACTOR_VERSION)
+        update = FileUpdate(path, size, mtime, content_hash, kind, reason, file_type, (), EXTRACTOR_VERSION)
         return FileJob(path, update, stale=stale)
 
     # ------------------------------------------------------------ stage 2: embed
@@ -411,34 +405,19 @@ class Indexer:
         self.manifest.journal_pending((i, p) for i, p in zip(ids, (m["path"] for m in metas)))
         if stale:
             self.store.delete(stale)
-        self._crash_point("after_delete")
+        self.faults.stage("after_delete")
         if ids:
             present = self.store.existing(ids)  # an interrupted earlier write may have stored some
             keep = [k for k, i in enumerate(ids) if i not in present]
             if keep:
                 self.store.add([ids[k] for k in keep], np.stack([vectors[k] for k in keep]),
                                [metas[k] for k in keep])
-        self._crash_point("after_add")
+        self.faults.stage("after_add")
         self.manifest.commit_files(updates, deleted, dict(zip(ids, vectors)))
         for job in group:
-            if job.update is not None and job.update.status == "indexed" and job.new:
+            if job.update is not None and job.update.kind.searchable and job.new:
                 log.info("file_indexed", path=job.path, chunks=len(job.update.chunks), embedded=len(job.new))
         self.metrics.count("files_written", len(updates) + len(deleted))
-
-    def _crash_point(self, stage: str, name: str = "") -> None:
-        if not (self._crash_at or self._hang_at):
-            return
-        self._stage_hits[stage] = self._stage_hits.get(stage, 0) + 1
-        if self._crash_at in (f"{stage}:{self._stage_hits[stage]}", f"{stage}@{name}"):
-            log.warning("test_crash_injected", stage=stage)
-            os._exit(137)
-        if self._hang_at == f"{stage}:{self._stage_hits[stage]}":
-            import ctypes
-
-            log.warning("test_hang_injected", stage=stage)
-            libc = ctypes.PyDLL(None)  # PyDLL: the GIL stays held during the call
-            while True:
-                libc.sleep(3600)
 
     @staticmethod
     def _final_update(job: FileJob) -> FileUpdate:
@@ -450,8 +429,7 @@ class Indexer:
         failed = {r.id for r in job.new if r.id not in job.vectors}
         kept = tuple(c for c in u.chunks if c.id not in failed)
         reason = f"partly indexed: {len(failed)} chunk(s) failed ({job.failures[0]})"
-        return FileUpdate(u.path, u.size, u.mtime_ns, u.hash, u.status, reason, u.file_type, kept,
-                          Kind.PARTIAL, u.extractor)
+        return FileUpdate(u.path, u.size, u.mtime_ns, u.hash, Kind.PARTIAL, reason, u.file_type, kept, u.extractor)
 
     def _retry_later(self, group: list[FileJob]) -> None:
         """Nothing of ``group`` is recorded (each file keeps its previous row); each path is
@@ -463,7 +441,7 @@ class Indexer:
             return
         for job in group:
             attempt = self._attempts[job.path] = self._attempts.get(job.path, 0) + 1
-            delay = retry_delay(attempt)
+            delay = TRANSIENT_RETRY.delay(attempt)
             log.warning("file_retry_later", path=job.path, attempt=attempt, delay_s=delay,
                         reason=job.transient or "embedding failed")
             self.queue.touch(job.path, delay=delay, force=True)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from semdexd.kinds import Kind
 from semdexd.store.filter import REGEXP_SQL, Filter, regexp
 from semdexd.system.private import private_file
 
@@ -79,7 +80,7 @@ DF_CACHE_MAX = 20000    # cached document frequencies (terms) before the cache s
 
 # Columns added after schema 1, with their definitions (added to older databases on open).
 _ADDED_COLUMNS = (
-    ("files", "kind", "TEXT NOT NULL DEFAULT ''"),        # semdexd.index.kinds.Kind ('' = schema 1 row)
+    ("files", "kind", "TEXT NOT NULL DEFAULT ''"),        # semdexd.kinds.Kind ('' = schema 1 row)
     ("files", "extractor", "TEXT NOT NULL DEFAULT ''"),   # EXTRACTOR_VERSION that decided it
     ("chunks", "vec", "BLOB"),            # the chunk's vector as float16 (NULL: written before schema 3)
 )
@@ -94,11 +95,10 @@ class FileRow:
     size: int
     mtime_ns: int
     hash: str
-    status: str
+    kind: Kind
     reason: str
     file_type: str
     chunks: int
-    kind: str = ""
     extractor: str = ""
 
 
@@ -123,11 +123,10 @@ class FileUpdate:
     size: int
     mtime_ns: int
     hash: str
-    status: str
+    kind: Kind
     reason: str = ""
     file_type: str = ""
     chunks: tuple[ChunkRow, ...] = ()
-    kind: str = ""              # semdexd.index.kinds.Kind
     extractor: str = ""         # the extractor version that produced it
 
 
@@ -179,11 +178,14 @@ class Manifest:
     def file(self, path: str) -> FileRow | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT path,size,mtime_ns,hash,status,reason,file_type,chunks,kind,extractor "
+                "SELECT path,size,mtime_ns,hash,kind,status,reason,file_type,chunks,extractor "
                 "FROM files WHERE path=?",
                 (path,),
             ).fetchone()
-        return FileRow(*row) if row else None
+        if row is None:
+            return None
+        path, size, mtime_ns, content_hash, kind, status, *rest = row
+        return FileRow(path, size, mtime_ns, content_hash, Kind.of_row(kind, status), *rest)
 
     def files_under(self, folder: str) -> list[str]:
         """Paths recorded at or below ``folder`` (a directory path without trailing slash)."""
@@ -460,8 +462,8 @@ class Manifest:
         self._db.execute(
             "INSERT OR REPLACE INTO files(path,size,mtime_ns,hash,status,reason,file_type,chunks,indexed_at,"
             "kind,extractor) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (u.path, u.size, u.mtime_ns, u.hash, u.status, u.reason, u.file_type, len(u.chunks), now,
-             u.kind, u.extractor))
+            (u.path, u.size, u.mtime_ns, u.hash, Kind(u.kind).status, u.reason, u.file_type, len(u.chunks), now,
+             str(u.kind), u.extractor))
         self._db.execute("DELETE FROM pending WHERE path=?", (u.path,))
 
 
