@@ -1,5 +1,7 @@
 """The manifest: file/chunk rows, FTS kept in step, pending journal, filters."""
 
+import numpy as np
+
 from semdexd.store.filter import Filter
 from semdexd.store.manifest import ChunkRow, FileUpdate, Manifest
 
@@ -17,7 +19,9 @@ def test_commit_replaces_chunks_and_fts_follows(tmp_path):
                                chunks=rows("/r/a.py", ["beta", "gamma"]))])
     assert m.lexical('"alpha"', 10) == []
     assert [c for c, _ in m.lexical('"gamma"', 10)] == ["/r/a.py#gamma"]
-    assert m.counts() == {"indexed": 1, "skipped": 0, "failed": 0, "chunks": 2}
+    # committed without vectors: their words are in, their vectors awaited
+    assert m.counts() == {"indexed": 1, "skipped": 0, "failed": 0, "chunks": 2, "chunks_awaiting": 2,
+                          "files_awaiting": 1}
 
 
 def test_forget_and_problems(tmp_path):
@@ -106,3 +110,22 @@ def test_vectors_kept_beside_chunks_and_an_older_manifest_gains_the_column(tmp_p
             plan = con.execute("EXPLAIN QUERY PLAN SELECT rowid, id FROM chunks WHERE rowid > 0 AND vec IS NULL "
                                "ORDER BY rowid LIMIT 5").fetchall()
         assert "chunks_without_vec" in str(plan), (db_path, plan)
+
+
+def test_words_first_then_vectors_then_a_failed_chunk(tmp_path):
+    """Chunks committed with their words await vectors; commit_vectors marks those that still
+    await them (not a chunk the file no longer has), and a chunk no vector can be made for is
+    dropped, its file indexed in part."""
+    m = Manifest(tmp_path / "m.sqlite3")
+    m.commit_files([FileUpdate("/r/a.md", 1, 1, "h", "indexed", chunks=rows("/r/a.md", ["one", "two", "three"]))])
+    assert [f for f, _, _ in m.awaiting_files()] == ["/r/a.md"]
+    assert [r.text for r in m.awaiting_chunks(["/r/a.md"])] == ["one", "two", "three"]
+    assert m.still_awaiting(["/r/a.md#one", "/r/a.md#gone"]) == {"/r/a.md#one"}
+    vec = np.ones(4, np.float32) / 2
+    m.commit_vectors({"/r/a.md#one": vec, "/r/a.md#gone": vec}, {"/r/a.md": (["/r/a.md#three"], "partly indexed: x")})
+    assert [r.text for r in m.awaiting_chunks(["/r/a.md"])] == ["two"]
+    assert set(m.chunk_vectors(["/r/a.md#one", "/r/a.md#two"])) == {"/r/a.md#one"}
+    assert m.all_chunk_ids(embedded=True) == {"/r/a.md#one"}
+    row = m.file("/r/a.md")
+    assert row is not None and (row.kind, row.reason, row.chunks) == ("partial", "partly indexed: x", 2)
+    assert m.counts()["chunks_awaiting"] == 1 and m.counts()["files_awaiting"] == 1

@@ -202,8 +202,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         result = client.call("search", **params)
     from semdex_client import render
 
-    if result.get("indexing"):
-        print(render.indexing_notice(result["indexing"]), file=sys.stderr)
+    if result.get("indexing") or result.get("coverage"):
+        print(render.indexing_notice(result.get("indexing"), result.get("coverage")), file=sys.stderr)
     if result.get("notice"):
         print(f"semdex: {result['notice']}", file=sys.stderr)
     args.cutoff = float(result.get("min_score") or 0.0)

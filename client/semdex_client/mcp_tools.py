@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from semdex_client import render
 from semdex_client.api import Client, ClientError, DaemonNotRunning, RemoteError
 from semdexd.api.schema import input_schema  # the typed API's JSON Schema (stdlib only)
 
@@ -94,9 +95,8 @@ def answer_text(result: Mapping[str, Any]) -> str:
     """The hits; when none reach the cutoff, "no good match" and the weak ones, marked; plus the
     daemon's notices (filter matched no file, indexing still running)."""
     lines = []
-    progress = result.get("indexing")
-    if progress:
-        lines.append(f"(indexing {progress.get('done', 0)}/{progress.get('total', 0)} files: results so far)")
+    if result.get("indexing") or result.get("coverage"):
+        lines.append(f"({render.indexing_notice(result.get('indexing'), result.get('coverage'))})")
     if result.get("notice"):
         lines.append(str(result["notice"]))
     hits = list(result.get("hits") or [])

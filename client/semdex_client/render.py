@@ -111,9 +111,16 @@ def jsonl(hits: Iterable[dict[str, Any]]) -> list[str]:
     return [json.dumps(h, ensure_ascii=False) for h in hits]
 
 
-def indexing_notice(progress: dict[str, Any]) -> str:
-    """``indexing 120/5,000 files; results so far:``."""
-    return f"indexing {int(progress.get('done', 0)):,}/{int(progress.get('total', 0)):,} files; results so far:"
+def indexing_notice(progress: dict[str, Any] | None, coverage: dict[str, Any] | None = None) -> str:
+    """``indexing 120/5,000 files; results so far:``, and while vectors are being computed
+    ``(meaning: 35% of 12,000 chunks; the rest by their words)``."""
+    parts = []
+    if progress:
+        parts.append(f"indexing {int(progress.get('done', 0)):,}/{int(progress.get('total', 0)):,} files")
+    if coverage:
+        parts.append(f"meaning: {float(coverage.get('semantic', 0)):.0%} of {int(coverage.get('chunks', 0)):,} "
+                     "chunks; the rest found by their words")
+    return "; ".join(parts) + "; results so far:"
 
 
 def vimgrep(hits: Iterable[dict[str, Any]]) -> list[str]:

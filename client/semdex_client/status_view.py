@@ -133,6 +133,7 @@ def render(status: dict[str, Any], *, color: bool, eta: float | None = None, pro
     if status.get("folders"):
         lines.append("folders: " + ", ".join(map(str, status["folders"])))
     lines.append(_files_line(status))
+    lines += _words_and_meaning(status)
     done, total = progress(status)
     if status.get("state") in BUSY_STATES and total:
         lines.append(f"{progress_bar(done, total)}  {done:,}/{total:,} files  ETA {fmt_duration(eta)}")
@@ -145,6 +146,28 @@ def render(status: dict[str, Any], *, color: bool, eta: float | None = None, pro
     lines += _workers(status.get("pool")) + (_pairs("cache", cache) if isinstance(cache, dict) else [])
     lines += _stages(status.get("stages")) + _problems(status, problems)
     return "\n".join(lines)
+
+
+def _words_and_meaning(status: dict[str, Any]) -> list[str]:
+    """While the index is behind: how many files are findable by their words, how many by their
+    meaning, each with its ETA."""
+    words, meaning = status.get("words"), status.get("meaning")
+    if not isinstance(words, dict) or not isinstance(meaning, dict):
+        return []
+    if not words.get("files_queued") and not meaning.get("chunks_awaiting"):
+        return []
+    total = int(words.get("files") or 0) + int(words.get("files_queued") or 0)
+    chunks = int(meaning.get("chunks") or 0) + int(meaning.get("chunks_awaiting") or 0)
+
+    def eta(part: dict[str, Any]) -> str:
+        value = part.get("eta_s")
+        return f"ETA {fmt_duration(float(value))}" if isinstance(value, (int, float)) else "done" if value == 0 else "ETA ?"
+
+    return [f"words:   {int(words.get('files') or 0):,}/{total:,} files findable   "
+            + ("done" if not words.get("files_queued") else eta(words)),
+            f"meaning: {int(meaning.get('files') or 0):,}/{int(words.get('files') or 0):,} files, "
+            f"{int(meaning.get('chunks') or 0):,}/{chunks:,} chunks   "
+            + ("done" if not meaning.get("chunks_awaiting") else eta(meaning))]
 
 
 def _degraded(status: dict[str, Any], color: bool) -> list[str]:

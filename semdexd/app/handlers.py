@@ -89,7 +89,9 @@ class Api:
 
     def search(self, req: SearchRequest) -> dict[str, Any]:
         """Hits at or above the cutoff; when none, ``weak`` holds the best few below it. The result
-        says when files still wait to be indexed (``indexing``) and why it is empty (``notice``)."""
+        says when files still wait to be indexed (``indexing``), how much of the index it covered
+        by meaning while vectors are being computed (``coverage``), and why it is empty
+        (``notice``)."""
         from semdexd.search import split_weak
 
         self._wait_ready()
@@ -103,9 +105,13 @@ class Api:
             notice = self._empty_notice(req, where, searcher.manifest)
             if notice:
                 out["notice"] = notice
-        progress = self._indexing_progress()
-        if progress:
-            out["indexing"] = progress
+        if self.svc.state() != "idle":  # the common case counts nothing
+            progress = self._indexing_progress()
+            if progress:
+                out["indexing"] = progress
+            coverage = _coverage(searcher.manifest)
+            if coverage:
+                out["coverage"] = coverage
         return out
 
     def _search_filter(self, req: SearchRequest, manifest: Manifest) -> Filter:
@@ -155,8 +161,6 @@ class Api:
     def _indexing_progress(self) -> dict[str, int] | None:
         """``{"done", "total"}`` files while files wait to be indexed (the first index, a large
         batch, or a paused indexer), else None."""
-        if self.svc.state() == "idle":  # the common case, without counting the manifest's rows
-            return None
         p = self.svc.progress()
         if p["files_queued"] == 0 and p["state"] != "starting":
             return None
@@ -200,6 +204,16 @@ class Api:
                 raise ApiError("invalid_params", f"embed: text {i} could not be embedded: {getattr(r, 'reason', r)}")
             vectors.append([float(x) for x in tolist()])
         return {"vectors": vectors}
+
+
+def _coverage(manifest: Manifest) -> dict[str, Any] | None:
+    """While chunks of ``manifest`` await vectors: ``{"semantic": share of chunks with one,
+    "chunks": n, "awaiting": m}`` (a search finds the others by their words only), else None."""
+    counts = manifest.counts()
+    if not counts["chunks_awaiting"] or not counts["chunks"]:
+        return None
+    share = (counts["chunks"] - counts["chunks_awaiting"]) / counts["chunks"]
+    return {"semantic": round(share, 4), "chunks": counts["chunks"], "awaiting": counts["chunks_awaiting"]}
 
 
 __all__ = ["Api", "Handler", "Request"]

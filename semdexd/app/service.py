@@ -24,6 +24,7 @@ import structlog
 from semdexd import __version__
 from semdexd.backoff import Backoff
 from semdexd.config import Config
+from semdexd.index.changes import Urgency
 from semdexd.index.metrics import Metrics
 from semdexd.server.events import EventHub, Publisher
 from semdexd.store.layout import Layout
@@ -305,7 +306,7 @@ class Service:
             parts.watcher.stop()
             parts.watcher = Watcher(parts.indexer, cfg.index.reconcile_interval_s)
             parts.watcher.start()
-        parts.watcher.rescan()
+        parts.watcher.rescan(Urgency.REQUESTED)   # a folder added goes ahead of the backlog
         log.info("reloaded", folders=[str(f) for f in cfg.index.folders])
 
     def _keep_index_shape(self, new: Config) -> Config:
@@ -378,8 +379,8 @@ class Service:
         else:
             targets = [str(path)] if not path.is_dir() else parts.manifest.files_under(str(path))
         for target in targets:
-            parts.indexer.enqueue(target, delay=0.0, force=True)
-        parts.watcher.rescan()
+            parts.indexer.enqueue(target, delay=0.0, force=True, urgency=Urgency.REQUESTED)
+        parts.watcher.rescan(Urgency.REQUESTED)
         return len(targets)
 
     def serving_index(self) -> Searcher:
@@ -447,7 +448,8 @@ class Service:
             counts = self.manifest.counts()
             queued = self.indexer.queue.pending() + self.indexer.queue.in_flight()
             done = counts["indexed"] + counts["skipped"] + counts["failed"]
-            out.update(files_done=done, files_total=done + queued, files_queued=queued, chunks=counts["chunks"])
+            out.update(files_done=done, files_total=done + queued, files_queued=queued, chunks=counts["chunks"],
+                       chunks_awaiting=counts["chunks_awaiting"])
         return out
 
     def status(self) -> dict[str, Any]:
@@ -470,15 +472,28 @@ class Service:
                    files_skipped=counts["skipped"], files_queued=queued, files_total=done + queued,
                    chunks=counts["chunks"], failures=self.manifest.problems(),
                    model=self.info.model_id, pool=self.pool.stats(), **snap)
-        out["eta_s"] = self._eta(queued, int(snap["counters"].get("files_written", 0)))
+        out.update(self._words_and_meaning(counts, queued, snap["counters"]))
         return out
 
-    def _eta(self, queued: int, written: int) -> float | None:
-        elapsed = time.time() - self._started_at
-        if not queued or not written:
-            return None
-        return round(queued * elapsed / written, 1)
+    def _words_and_meaning(self, counts: dict[str, int], queued: int, counters: dict[str, Any]) -> dict[str, Any]:
+        """``words``: files whose words are searchable, files queued for them, an ETA; ``meaning``:
+        files and chunks with their vectors, those awaiting them, an ETA (each ETA from the rate
+        since the start). ``eta_s``: until both are done."""
+        words_eta = self._eta(queued, int(counters.get("files_written", 0)))
+        meaning_eta = self._eta(counts["chunks_awaiting"], int(counters.get("chunks_embedded", 0)))
+        words = {"files": counts["indexed"], "files_queued": queued, "eta_s": words_eta}
+        meaning = {"files": counts["indexed"] - counts["files_awaiting"], "files_awaiting": counts["files_awaiting"],
+                   "chunks": counts["chunks"] - counts["chunks_awaiting"], "chunks_awaiting": counts["chunks_awaiting"],
+                   "eta_s": meaning_eta}
+        etas = [e for e in (words_eta, meaning_eta) if e is not None]
+        return {"words": words, "meaning": meaning, "eta_s": max(etas) if etas else None}
 
+    def _eta(self, remaining: int, done: int) -> float | None:
+        """Seconds until ``remaining`` more are done, at the rate ``done`` took since the start."""
+        elapsed = time.time() - self._started_at
+        if not remaining or not done:
+            return None
+        return round(remaining * elapsed / done, 1)
 
 def index_key(cfg: Config, info: ModelInfo) -> str:
     """Changes whenever a vector or a chunk boundary would: model, chunker, chunk settings."""

@@ -2,7 +2,9 @@
 
 A path is handed out only after it has been quiet for its delay (a burst of saves becomes one
 job) and never while an earlier job for the same path is still in flight (so writes for one path
-are never reordered). Thread-safe.
+are never reordered). Among the paths that are due, the most urgent go first (`Urgency`: a file
+saved while the daemon runs before one asked for, before the backlog of a scan), then the
+longest due. Thread-safe.
 """
 
 from __future__ import annotations
@@ -10,12 +12,31 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from enum import IntEnum
+
+
+class Urgency(IntEnum):
+    """Why a path is (re)indexed, most urgent first."""
+
+    LIVE = 0        # saved (or deleted, moved) while the daemon runs: a person is working on it
+    REQUESTED = 1   # `semdex reindex`, or a folder added by a reload
+    BACKLOG = 2     # found by a scan: the first index, a reconcile
 
 
 @dataclass
 class _Entry:
     due: float
     force: bool
+    urgency: Urgency
+
+
+@dataclass(frozen=True)
+class Change:
+    """A path handed out by `ChangeQueue.take`."""
+
+    path: str
+    force: bool = False
+    urgency: Urgency = Urgency.BACKLOG
 
 
 class ChangeQueue:
@@ -24,15 +45,19 @@ class ChangeQueue:
         self._busy: set[str] = set()
         self._cond = threading.Condition()
 
-    def touch(self, path: str, delay: float = 0.0, force: bool = False) -> None:
-        """(Re)schedule ``path`` ``delay`` seconds from now; a newer touch pushes the due time."""
+    def touch(self, path: str, delay: float = 0.0, force: bool = False,
+              urgency: Urgency = Urgency.BACKLOG) -> None:
+        """(Re)schedule ``path`` ``delay`` seconds from now; a newer touch pushes the due time,
+        and the path keeps the most urgent reason it was touched for."""
         with self._cond:
             old = self._entries.get(path)
-            self._entries[path] = _Entry(time.monotonic() + delay, force or (old.force if old else False))
+            if old is not None:
+                force, urgency = force or old.force, min(urgency, old.urgency)
+            self._entries[path] = _Entry(time.monotonic() + delay, force, urgency)
             self._cond.notify_all()
 
-    def take(self, max_items: int, timeout: float) -> list[tuple[str, bool]]:
-        """Up to ``max_items`` due, not-busy paths as (path, force); marks them busy.
+    def take(self, max_items: int, timeout: float) -> list[Change]:
+        """Up to ``max_items`` due, not-busy paths, most urgent first; marks them busy.
 
         Waits up to ``timeout`` seconds for the first one; returns [] if none became due.
         """
@@ -42,9 +67,12 @@ class ChangeQueue:
                 now = time.monotonic()
                 ready = [p for p, e in self._entries.items() if e.due <= now and p not in self._busy]
                 if ready:
-                    ready.sort(key=lambda p: self._entries[p].due)
-                    out = [(p, self._entries.pop(p).force) for p in ready[:max_items]]
-                    self._busy.update(p for p, _ in out)
+                    ready.sort(key=lambda p: (self._entries[p].urgency, self._entries[p].due))
+                    out = []
+                    for p in ready[:max_items]:
+                        e = self._entries.pop(p)
+                        out.append(Change(p, e.force, e.urgency))
+                    self._busy.update(c.path for c in out)
                     return out
                 if now >= deadline:
                     return []

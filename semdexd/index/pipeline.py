@@ -1,12 +1,20 @@
 """The indexing pipeline: a change to a path becomes the right chunks in the store and manifest.
 
-    ChangeQueue ─▶ prepare (stat, extract, chunk, diff vs manifest) ─▶ embed (pool) ─▶ write
-                   1 thread, groups of files                           2 threads     1 thread
+Words first, meaning next:
 
-Queues between stages are bounded, so preparing the next files overlaps embedding of the current
-ones without running ahead. Write order per group: journal the new ids, delete stale ids, add
-the missing new ones to the store, then commit the manifest (last). A crash anywhere leaves a
-state the start-up recovery (`recover`) and the reconcile scan turn into the clean result.
+    ChangeQueue ─▶ prepare (stat, extract, chunk, diff vs manifest) ─▶ write words ─┐
+                   1 thread, most urgent paths first                                │
+    Backlog (files whose chunks await vectors, best first) ◀────────────────────────┘
+      ─▶ embed (pool) ─▶ write vectors
+         2 threads        the same writer thread, words before vectors
+
+Writing a file's words deletes its stale chunks from the store, then commits its row and chunks
+to the manifest, its new chunks marked as awaiting vectors: from then on lexical and hybrid
+search find it. Writing vectors journals their ids, adds those the store lacks, then marks the
+chunks embedded in the manifest (last), for chunks that still await them (a file edited again
+meanwhile has other chunks). One writer thread does both, so the two never interleave. A crash
+anywhere leaves a state the start-up recovery (`recover`) and the reconcile scan turn into the
+clean result; chunks still awaiting vectors are found again in the manifest.
 
 Stopping is prompt: every stage waits on its queue with a short timeout and looks at the stop
 flag; the write in progress completes, prepared or embedded groups are dropped (redone by the next
@@ -37,7 +45,8 @@ from semdexd.embed.jobs import Embedder
 from semdexd.extract import EXTRACTOR_VERSION, extract
 from semdexd.extract.result import cap_text
 from semdexd.faults import Faults
-from semdexd.index.changes import ChangeQueue
+from semdexd.index.backlog import Backlog, Waiting
+from semdexd.index.changes import Change, ChangeQueue, Urgency
 from semdexd.index.health import WriteHealth, describe, store_unavailable
 from semdexd.index.metrics import Metrics
 from semdexd.kinds import Kind
@@ -48,8 +57,9 @@ from semdexd.tree.roots import Roots
 
 log = structlog.get_logger()
 
-GROUP_CHUNKS = 64      # new chunks per embed call: enough to keep every worker busy
-TAKE_FILES = 32        # paths prepared per round
+GROUP_CHUNKS = 64      # chunks per embed call: enough to keep every worker busy
+TAKE_FILES = 32        # paths prepared per round (one words commit)
+EMBED_FILES = 8        # files whose awaiting chunks one embed call takes, at most
 # A file the daemon died reading this many times (in a row, across restarts) is poison. Not 1:
 # a kill -9 or an unrelated crash during a big file's read must not blacklist that file.
 POISON_AFTER_CRASHES = 2
@@ -64,14 +74,26 @@ def chunk_id(path: str, chunk_hash: str, occurrence: int) -> str:
 
 @dataclass
 class FileJob:
+    """What a file's words commit changes."""
+
     path: str
     update: FileUpdate | None            # what the manifest records; None: nothing to record
     forget: bool = False                 # the file is gone (or excluded): drop it everywhere
-    new: list[ChunkRow] = field(default_factory=list)     # chunks that need a vector
+    new: list[ChunkRow] = field(default_factory=list)     # chunks new in this version: they await vectors
     stale: list[str] = field(default_factory=list)        # ids to delete from the store
+    urgency: Urgency = Urgency.BACKLOG
+
+
+@dataclass
+class VectorJob:
+    """The awaiting chunks of a few files, and what embedding made of them."""
+
+    files: dict[str, Waiting]
+    file_types: dict[str, str]
+    chunks: list[ChunkRow]
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
-    transient: str = ""                  # an embedding failure of the pool, not the text: retry
+    failures: dict[str, list[tuple[str, str]]] = field(default_factory=dict)   # path -> (id, why)
+    transient: dict[str, str] = field(default_factory=dict)   # path -> a failure of the pool, not the text
 
 
 class Indexer:
@@ -93,12 +115,13 @@ class Indexer:
         self.max_tokens = max_tokens
         self.metrics = metrics
         self.queue = ChangeQueue()
+        self.backlog = Backlog()
         self.roots = Roots(cfg, ())
         self.paused = threading.Event()
         self.health = WriteHealth()
         self._stopping = threading.Event()
-        self._embed_q: queue.Queue[Any] = queue.Queue(maxsize=2)
-        self._write_q: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self._words_q: queue.Queue[list[FileJob]] = queue.Queue(maxsize=2)
+        self._vectors_q: queue.Queue[VectorJob] = queue.Queue(maxsize=2)
         self._threads: list[threading.Thread] = []
         self.faults = Faults.from_env()   # test-only: crash or hang at a stage (semdexd.faults)
         self._attempts: dict[str, int] = {}    # transient failures in a row, per path
@@ -109,7 +132,7 @@ class Indexer:
     def set_folders(self, folders: Sequence[Path]) -> None:
         self.roots = Roots(self.cfg, folders)
 
-    def scan(self) -> int:
+    def scan(self, urgency: Urgency = Urgency.BACKLOG) -> int:
         """Reconcile: queue every file whose size/mtime differs from the manifest, every new file,
         and every recorded file that is gone or no longer under a folder. Returns paths queued."""
         with self.metrics.stage("scan"):
@@ -122,16 +145,19 @@ class Indexer:
                     key = str(path)
                     seen.add(key)
                     if st is None or known.get(key) != (st.st_size, st.st_mtime_ns) or key in reread:
-                        self.queue.touch(key)
+                        self.queue.touch(key, urgency=urgency)
                         queued += 1
             for key in known.keys() - seen:
-                self.queue.touch(key)
+                self.queue.touch(key, urgency=urgency)
                 queued += 1
         log.info("scan_done", queued=queued, known=len(known), seen=len(seen))
         return queued
 
-    def enqueue(self, path: str, delay: float | None = None, force: bool = False) -> None:
-        self.queue.touch(path, self.cfg.index.debounce_ms / 1000 if delay is None else delay, force)
+    def enqueue(self, path: str, delay: float | None = None, force: bool = False,
+                urgency: Urgency = Urgency.LIVE) -> None:
+        """``path`` may have changed (an event: `Urgency.LIVE`, debounced; ``force``: read it
+        again even if its size and mtime did not change)."""
+        self.queue.touch(path, self.cfg.index.debounce_ms / 1000 if delay is None else delay, force, urgency)
 
     # ------------------------------------------------------------ life cycle
 
@@ -163,7 +189,8 @@ class Indexer:
         return not alive
 
     def busy(self) -> bool:
-        return self.queue.pending() > 0 or self.queue.in_flight() > 0
+        """Files wait for their words or their meaning."""
+        return self.queue.pending() > 0 or self.queue.in_flight() > 0 or self.backlog.busy()
 
     # ------------------------------------------------------------ stage 1: prepare
 
@@ -191,28 +218,18 @@ class Indexer:
             if self.paused.is_set() or self.health.degraded:
                 self._stopping.wait(POLL_S)
                 continue
-            items = self.queue.take(TAKE_FILES, timeout=0.2)
-            if not items:
-                continue
-            group: list[FileJob] = []
-            new_count = 0
-            for path, force in items:
-                job = self._safe_prepare(path, force)
-                group.append(job)
-                new_count += len(job.new)
-                if new_count >= GROUP_CHUNKS:
-                    if not self._put(self._embed_q, group):
-                        return
-                    group, new_count = [], 0
-            if group and not self._put(self._embed_q, group):
+            changes = self.queue.take(TAKE_FILES, timeout=0.2)
+            if changes and not self._put(self._words_q, [self._safe_prepare(c) for c in changes]):
                 return
 
-    def _safe_prepare(self, path: str, force: bool) -> FileJob:
+    def _safe_prepare(self, change: Change) -> FileJob:
         try:
-            return self.prepare(path, force)
+            job = self.prepare(change.path, change.force)
         except Exception as exc:  # one bad file never stops the others
-            log.exception("prepare_failed", path=path)
-            return self._record(path, None, Kind.FAILED, f"failed: {type(exc).__name__}: {exc}")
+            log.exception("prepare_failed", path=change.path)
+            job = self._record(change.path, None, Kind.FAILED, f"failed: {type(exc).__name__}: {exc}")
+        job.urgency = change.urgency
+        return job
 
     def prepare(self, path: str, force: bool = False) -> FileJob:
         """Decide what ``path`` needs: forget it, record a skip, or (re)index changed chunks."""
@@ -320,139 +337,180 @@ class Indexer:
     # ------------------------------------------------------------ stage 2: embed
 
     def _embed_loop(self) -> None:
-        while (group := self._get(self._embed_q)) is not None:
+        while not self._stopping.is_set():
+            if self.paused.is_set() or self.health.degraded:
+                self._stopping.wait(POLL_S)
+                continue
+            taken = self.backlog.take(EMBED_FILES, timeout=0.2)
+            if not taken:
+                continue
+            job = self._awaiting(dict(taken))
+            if not job.chunks:
+                self.backlog.done(list(job.files))
+                continue
             try:
-                self._embed_group(group)
+                self._embed(job)
             except Exception:
                 if self._stopping.is_set():
-                    return  # the pool was closed under us: the next start redoes these files
-                log.exception("embed_failed", files=len(group))
-                self._retry_later(group)
-                continue
+                    return  # the pool was closed under us: the chunks still await, in the manifest
+                log.exception("embed_failed", files=len(job.files))
+                job.transient = {path: "embedding failed" for path in job.files}
             if self._stopping.is_set():
                 return  # embedded while stopping: results may be "pool closed"; never write them
-            retry = [job for job in group if job.transient]
-            if retry:
-                self._retry_later(retry)
-                group = [job for job in group if not job.transient]
-            if group and not self._put(self._write_q, group):
+            if not self._put(self._vectors_q, job):
                 return
 
-    def _embed_group(self, group: list[FileJob]) -> None:
-        rows = [r for job in group for r in job.new]
-        if not rows:
-            return
-        with self.metrics.stage("embed"):
-            results = self.embedder.embed([r.text for r in rows], kind="passage")
-        by_id = dict(zip((r.id for r in rows), results))
-        for job in group:
-            for r in job.new:
-                value = by_id[r.id]
-                if isinstance(value, np.ndarray):
-                    job.vectors[r.id] = value
-                elif value.transient:
-                    job.transient = job.transient or value.reason
-                else:
-                    job.failures.append(f"lines {r.start_line}-{r.end_line}: {value.reason}")
-        self.metrics.count("chunks_embedded", len(rows))
+    def _awaiting(self, files: dict[str, Waiting]) -> VectorJob:
+        """The chunks of ``files`` that await vectors, at most about `GROUP_CHUNKS` (the first
+        file whole, however large); files left out go back to the backlog."""
+        chunks: list[ChunkRow] = []
+        taken: dict[str, Waiting] = {}
+        for path, waiting in files.items():
+            if chunks and len(chunks) >= GROUP_CHUNKS:
+                self.backlog.done([path])
+                self.backlog.add(path, waiting)
+                continue
+            taken[path] = waiting
+            chunks += self.manifest.awaiting_chunks([path])
+        types = {path: row.file_type for path in taken if (row := self.manifest.file(path)) is not None}
+        return VectorJob(taken, types, chunks)
 
-    # ------------------------------------------------------------ stage 3: write
+    def _embed(self, job: VectorJob) -> None:
+        with self.metrics.stage("embed"):
+            results = self.embedder.embed([r.text for r in job.chunks], kind="passage")
+        for r, value in zip(job.chunks, results):
+            if isinstance(value, np.ndarray):
+                job.vectors[r.id] = value
+            elif value.transient:
+                job.transient.setdefault(r.path, value.reason)
+            else:
+                job.failures.setdefault(r.path, []).append((r.id, f"lines {r.start_line}-{r.end_line}: {value.reason}"))
+        self.metrics.count("chunks_embedded", len(job.chunks))
+
+    # ------------------------------------------------------------ stage 3: write (words, then vectors)
 
     def _write_loop(self) -> None:
-        while (group := self._get(self._write_q)) is not None:
-            self._write_until_done(group)
+        while not self._stopping.is_set():
+            item = self._next_write()
+            if item is not None:
+                self._write_until_done(item)
 
-    def _write_until_done(self, group: list[FileJob]) -> None:
-        """Write ``group``; while the store is unavailable keep it and retry with back-off (the
-        write is idempotent: journalled ids, delete-then-add-missing, manifest last)."""
+    def _next_write(self) -> list[FileJob] | VectorJob | None:
+        """The next words commit if one waits (a live save goes ahead of the backlog's
+        vectors), else the next vectors, else None after a short wait."""
+        try:
+            return self._words_q.get_nowait()
+        except queue.Empty:
+            pass
+        try:
+            return self._vectors_q.get(timeout=POLL_S / 4)
+        except queue.Empty:
+            pass
+        try:
+            return self._words_q.get(timeout=POLL_S / 4)
+        except queue.Empty:
+            return None
+
+    def _write_until_done(self, item: list[FileJob] | VectorJob) -> None:
+        """Write ``item``; while the store is unavailable keep it and retry with back-off (both
+        writes are idempotent: stale ids deleted before the words commit, journalled ids,
+        add-missing, manifest last)."""
         while not self._stopping.is_set():
             try:
                 with self.metrics.stage("write"):
-                    self.write(group)
+                    self.write_words(item) if isinstance(item, list) else self.write_vectors(item)
             except Exception as exc:
                 if not store_unavailable(exc):
-                    log.exception("write_failed", files=len(group))
-                    self._retry_later(group)
+                    log.exception("write_failed", what="words" if isinstance(item, list) else "vectors")
+                    self._retry_later(item)
                     return
                 delay = self.health.failed(describe(exc))
-                log.warning("write_degraded", files=len(group), error=f"{type(exc).__name__}: {exc}",
-                            retry_in_s=delay, failures=self.health.snapshot().failures)
+                log.warning("write_degraded", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay,
+                            failures=self.health.snapshot().failures)
                 self._stopping.wait(delay)
                 continue
-            for job in group:
-                self._attempts.pop(job.path, None)
             outage = self.health.recovered()
             if outage is not None:
-                log.info("write_recovered", outage_s=round(outage, 1), files=len(group))
-            self.queue.done([job.path for job in group])
+                log.info("write_recovered", outage_s=round(outage, 1))
             return
 
-    def write(self, group: list[FileJob]) -> None:
-        """Store first, manifest last: see the module docstring."""
-        updates, deleted = [], []
-        ids, vectors, metas = [], [], []
-        for job in group:
-            if job.forget:
-                deleted.append(job.path)
-            elif job.update is not None:
-                updates.append(self._final_update(job))
-            for r in job.new:
-                if r.id in job.vectors:
-                    ids.append(r.id)
-                    vectors.append(job.vectors[r.id])
-                    metas.append(chunk_metadata(job.path, job.update.file_type if job.update else ""))
+    def write_words(self, group: list[FileJob]) -> None:
+        """Commit the words of ``group``: stale chunks leave the store, then the manifest records
+        each file (new chunks awaiting vectors); those files join the backlog."""
+        updates = [job.update for job in group if job.update is not None and not job.forget]
+        deleted = [job.path for job in group if job.forget]
         stale = [i for job in group for i in job.stale]
-        self.manifest.journal_pending((i, p) for i, p in zip(ids, (m["path"] for m in metas)))
         if stale:
             self.store.delete(stale)
         self.faults.stage("after_delete")
-        if ids:
-            present = self.store.existing(ids)  # an interrupted earlier write may have stored some
-            keep = [k for k, i in enumerate(ids) if i not in present]
-            if keep:
-                self.store.add([ids[k] for k in keep], np.stack([vectors[k] for k in keep]),
-                               [metas[k] for k in keep])
-        self.faults.stage("after_add")
-        self.manifest.commit_files(updates, deleted, dict(zip(ids, vectors)))
+        self.manifest.commit_files(updates, deleted)
+        self.faults.stage("after_words")
         for job in group:
-            if job.update is not None and job.update.kind.searchable and job.new:
-                log.info("file_indexed", path=job.path, chunks=len(job.update.chunks), embedded=len(job.new))
+            self._attempts.pop(job.path, None)
+            if job.forget:
+                self.backlog.discard(job.path)
+            elif job.new and job.update is not None:
+                self.backlog.add(job.path, Waiting(job.urgency, job.update.mtime_ns, job.update.size))
+                log.info("file_words", path=job.path, chunks=len(job.update.chunks), awaiting=len(job.new))
+        self.queue.done([job.path for job in group])
         self.metrics.count("files_written", len(updates) + len(deleted))
 
-    @staticmethod
-    def _final_update(job: FileJob) -> FileUpdate:
-        """Drop chunks whose embedding failed (poison text) and say so in the file's reason."""
-        u = job.update
-        assert u is not None
-        if not job.failures:
-            return u
-        failed = {r.id for r in job.new if r.id not in job.vectors}
-        kept = tuple(c for c in u.chunks if c.id not in failed)
-        reason = f"partly indexed: {len(failed)} chunk(s) failed ({job.failures[0]})"
-        return FileUpdate(u.path, u.size, u.mtime_ns, u.hash, Kind.PARTIAL, reason, u.file_type, kept, u.extractor)
+    def write_vectors(self, job: VectorJob) -> None:
+        """Store the vectors of ``job``'s chunks that still await them, then mark them embedded in
+        the manifest (last); chunks no vector can be made for are dropped (their file indexed in
+        part); files that met a transient failure go back to the backlog after a back-off."""
+        awaiting = self.manifest.still_awaiting([r.id for r in job.chunks])
+        rows = [r for r in job.chunks if r.id in awaiting and r.id in job.vectors]
+        self.manifest.journal_pending((r.id, r.path) for r in rows)
+        ids = [r.id for r in rows]
+        present = self.store.existing(ids) if ids else set()  # an interrupted earlier write may have stored some
+        keep = [r for r in rows if r.id not in present]
+        if keep:
+            self.store.add([r.id for r in keep], np.stack([job.vectors[r.id] for r in keep]),
+                           [chunk_metadata(r.path, job.file_types.get(r.path, "")) for r in keep])
+        self.faults.stage("after_add")
+        failed = {path: ([cid for cid, _ in fails if cid in awaiting],
+                         f"partly indexed: {len(fails)} chunk(s) failed ({fails[0][1]})")
+                  for path, fails in job.failures.items()}
+        self.manifest.commit_vectors({r.id: job.vectors[r.id] for r in rows}, failed)
+        for path in job.files:
+            if path in job.transient:
+                self._retry_later(job, path)
+            else:
+                self._attempts.pop(path, None)
+                log.info("file_indexed", path=path, embedded=sum(1 for r in rows if r.path == path))
+        self.backlog.done(list(job.files))
 
-    def _retry_later(self, group: list[FileJob]) -> None:
-        """Nothing of ``group`` is recorded (each file keeps its previous row); each path is
-        queued again after a back-off that doubles per failure in a row (5 s .. 10 min). Paths
-        dropped while stopping are found again by the next start's reconcile scan."""
-        paths = [job.path for job in group]
-        self.queue.done(paths)
+    def _retry_later(self, item: list[FileJob] | VectorJob, only: str | None = None) -> None:
+        """Nothing of ``item`` is recorded for its files (or for the file ``only``), which keep
+        what the manifest has; each is taken again after a back-off that doubles per failure in
+        a row (5 s .. 10 min). Paths dropped while stopping are found again at the next start."""
+        if isinstance(item, list):
+            self.queue.done([job.path for job in item])
+            paths = [job.path for job in item]
+        else:
+            paths = [only] if only else list(item.files)
+            self.backlog.done(paths)
         if self._stopping.is_set():
             return
-        for job in group:
-            attempt = self._attempts[job.path] = self._attempts.get(job.path, 0) + 1
+        for path in paths:
+            attempt = self._attempts[path] = self._attempts.get(path, 0) + 1
             delay = TRANSIENT_RETRY.delay(attempt)
-            log.warning("file_retry_later", path=job.path, attempt=attempt, delay_s=delay,
-                        reason=job.transient or "embedding failed")
-            self.queue.touch(job.path, delay=delay, force=True)
-        self.metrics.count("files_retried", len(group))
+            reason = item.transient.get(path, "embedding failed") if isinstance(item, VectorJob) else "write failed"
+            log.warning("file_retry_later", path=path, attempt=attempt, delay_s=delay, reason=reason)
+            if isinstance(item, VectorJob):
+                self.backlog.add(path, item.files[path], delay=delay)
+            else:
+                self.queue.touch(path, delay=delay, force=True)
+        self.metrics.count("files_retried", len(paths))
 
     # ------------------------------------------------------------ recovery
 
     def recover(self, full_check: bool) -> dict[str, int]:
-        """After a crash: delete orphan vectors of interrupted writes; with ``full_check`` also
-        compare every id in the store with the manifest (store-only ids deleted, files whose
-        chunks are missing from the store queued again)."""
+        """At start: delete orphan vectors of interrupted writes; with ``full_check`` (after a
+        crash) also compare every id in the store with the manifest (store-only ids deleted,
+        files whose embedded chunks are missing from the store queued again). Files whose chunks
+        await vectors join the backlog."""
         orphans = self.manifest.orphan_pending()
         if orphans:
             self.store.delete(orphans)
@@ -461,11 +519,10 @@ class Indexer:
                  "poison": self._record_poison()}
         if full_check:
             in_store = self.store.all_ids()
-            in_manifest = self.manifest.all_chunk_ids()
-            extra = sorted(in_store - in_manifest)
+            extra = sorted(in_store - self.manifest.all_chunk_ids())
             if extra:
                 self.store.delete(extra)
-            missing = in_manifest - in_store
+            missing = self.manifest.all_chunk_ids(embedded=True) - in_store
             if missing:
                 paths = {r.path for r in self.manifest.chunks_by_id(sorted(missing)).values()}
                 for p in paths:
@@ -476,6 +533,10 @@ class Indexer:
                     self.queue.touch(p)
                 stats["files_requeued"] = len(paths)
             stats["extra_deleted"] = len(extra)
+        awaiting = self.manifest.awaiting_files()
+        for path, mtime_ns, size in awaiting:
+            self.backlog.add(path, Waiting(Urgency.BACKLOG, mtime_ns, size))
+        stats["files_awaiting"] = len(awaiting)
         log.info("recovered", **stats)
         return stats
 

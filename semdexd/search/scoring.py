@@ -9,7 +9,7 @@ as such) and ``bm25`` (FTS5's, relative to the query's best candidate).
 * lexical score: coverage ** lex_power, times (1 - bm25_mix + bm25_mix * bm25 / the query's best
   bm25) so that term frequency and length count too; for an exact phrase/identifier,
   phrase_score + (1 - phrase_score) * that.
-* hybrid score: a noisy-OR, ``1 - (1 - semantic) * (1 - w * lexical)``: never below the
+* hybrid score (a chunk whose vector is not computed yet: its lexical score): a noisy-OR, ``1 - (1 - semantic) * (1 - w * lexical)``: never below the
   semantic score; lexical evidence adds in proportion to its strength for this query (the share of
   the query's rare words the chunk holds, its BM25 against the query's best, an exact phrase), so a
   query whose words the answer does not share falls back on meaning, and an identifier or phrase
@@ -57,6 +57,7 @@ class Signals:
     bm25: float | None = None
     coverage: float = 0.0
     phrase: bool = False
+    awaiting: bool = False      # the chunk has no vector yet: hybrid scores its words alone
 
 
 def semantic_score(cosine: float | None, t: Tuning) -> float:
@@ -94,7 +95,7 @@ def score(s: Signals, mode: str, t: Tuning, q: QueryEvidence) -> float:
     if mode == "semantic":
         return semantic_score(s.cosine, t)
     lex = lexical_score(s, t, q.best_bm25)
-    if mode == "lexical":
+    if mode == "lexical" or s.awaiting:
         return lex
     return 1.0 - (1.0 - semantic_score(s.cosine, t)) * (1.0 - q.w_lex * lex)
 

@@ -96,6 +96,8 @@ class Searcher:
         missing = [cid for cid in lexical if found.signals[cid].cosine is None]
         for n in nearest(vector, self.vectors(missing), len(missing)):
             found.signals[n.id].cosine = n.score
+        for cid in missing:   # no vector anywhere: its words are in, its meaning is not yet
+            found.signals[cid].awaiting = found.signals[cid].cosine is None
         return found
 
     def _add_rows(self, found: Candidates, ids: list[str], terms: QueryTerms) -> None:

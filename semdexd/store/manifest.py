@@ -1,12 +1,13 @@
 """The manifest: what is indexed, per file and per chunk, in SQLite (WAL).
 
-It is the source of truth for "done": a file counts as indexed only once its row commits, and
-that commit happens after the vector store write. Chunk text lives here (snippets, FTS5 lexical
-search), not in Chroma, and so does a float16 copy of each chunk's vector (a search reads the
-vectors of its lexical candidates with their rows instead of asking Chroma: ~0.2 vs ~1.7 ms).
-Before a store write, the ids about to be written are journalled in
-``pending``; after a crash, pending ids that no committed chunk owns are deleted from the store,
-so an interrupted write never leaves an orphan vector behind.
+It is the source of truth for "done", in two steps. A file's words are committed first (its row
+and its chunks' text, searchable at once through FTS5), its new chunks marked as awaiting a vector
+(``embedded = 0``); stale chunks leave the store before that commit. Its vectors follow: the
+store is written first, then the chunks are marked embedded, with a float16 copy of each vector
+(a search reads the vectors of its lexical candidates with their rows instead of asking Chroma).
+Before a store write, the ids about to be written are journalled in ``pending``; after a crash,
+pending ids that no committed chunk owns are deleted from the store, so an interrupted write never
+leaves an orphan vector behind.
 
 One `Manifest` per process; it is safe to call from several threads (one connection, a lock).
 """
@@ -28,7 +29,7 @@ from semdexd.kinds import Kind
 from semdexd.store.filter import REGEXP_SQL, Filter, regexp
 from semdexd.system.private import private_file
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -75,6 +76,7 @@ END;
 """
 
 
+_CHUNK_COLUMNS = "id,path,ord,hash,start_line,end_line,start_byte,end_byte,text"   # a ChunkRow
 _ID_BATCH = 500         # ids per statement (well under SQLite's variable limit)
 DF_CACHE_MAX = 20000    # cached document frequencies (terms) before the cache starts over
 
@@ -83,10 +85,12 @@ _ADDED_COLUMNS = (
     ("files", "kind", "TEXT NOT NULL DEFAULT ''"),        # semdexd.kinds.Kind ('' = schema 1 row)
     ("files", "extractor", "TEXT NOT NULL DEFAULT ''"),   # EXTRACTOR_VERSION that decided it
     ("chunks", "vec", "BLOB"),            # the chunk's vector as float16 (NULL: written before schema 3)
+    ("chunks", "embedded", "INTEGER NOT NULL DEFAULT 1"),  # 0: awaiting its vector (its words are in)
 )
 # Indexes on added columns (made after them). Only chunks of an older version lack a vector: this
 # one holds just those, so a start finds that none is left in ~0.03 ms (a scan took 0.26 s at 506k).
-_ADDED_INDEXES = ("CREATE INDEX IF NOT EXISTS chunks_without_vec ON chunks(rowid) WHERE vec IS NULL",)
+_ADDED_INDEXES = ("CREATE INDEX IF NOT EXISTS chunks_without_vec ON chunks(rowid) WHERE vec IS NULL",
+                  "CREATE INDEX IF NOT EXISTS chunks_awaiting ON chunks(path) WHERE embedded = 0")
 
 
 @dataclass(frozen=True)
@@ -208,8 +212,7 @@ class Manifest:
     def chunks_of(self, path: str) -> list[ChunkRow]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id,path,ord,hash,start_line,end_line,start_byte,end_byte,text "
-                "FROM chunks WHERE path=? ORDER BY ord", (path,)).fetchall()
+                f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE path=? ORDER BY ord", (path,)).fetchall()
         return [ChunkRow(*r) for r in rows]
 
     def _by_ids(self, head: str, ids: Sequence[str], tail: str = "", args: Sequence[object] = ()) -> list[Any]:
@@ -224,8 +227,7 @@ class Manifest:
         return out
 
     def chunks_by_id(self, ids: Sequence[str]) -> dict[str, ChunkRow]:
-        rows = self._by_ids("SELECT id,path,ord,hash,start_line,end_line,start_byte,end_byte,text "
-                            "FROM chunks WHERE id", ids)
+        rows = self._by_ids(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id", ids)
         return {r[0]: ChunkRow(*r) for r in rows}
 
     def chunk_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
@@ -238,7 +240,7 @@ class Manifest:
         """Up to ``limit`` (rowid, id) of chunks with no kept vector, rowid above ``after``, in
         rowid order (a cursor: chunks the store lacks are not returned again)."""
         with self._lock:
-            return self._db.execute("SELECT rowid, id FROM chunks WHERE rowid > ? AND vec IS NULL "
+            return self._db.execute("SELECT rowid, id FROM chunks WHERE rowid > ? AND vec IS NULL AND embedded = 1 "
                                     "ORDER BY rowid LIMIT ?", (after, limit)).fetchall()
 
     def keep_vectors(self, vectors: Mapping[str, np.ndarray]) -> None:
@@ -248,16 +250,61 @@ class Manifest:
             self._db.executemany("UPDATE chunks SET vec = ? WHERE id = ? AND vec IS NULL",
                                  [(_pack(v), cid) for cid, v in vectors.items()])
 
-    def all_chunk_ids(self) -> set[str]:
+    def all_chunk_ids(self, embedded: bool = False) -> set[str]:
+        """Every chunk id; with ``embedded``, only those whose vector is in the store."""
         with self._lock:
-            return {r[0] for r in self._db.execute("SELECT id FROM chunks")}
+            return {r[0] for r in self._db.execute("SELECT id FROM chunks" + (" WHERE embedded = 1" if embedded else ""))}
 
     def counts(self) -> dict[str, int]:
+        """Files by status (``indexed``: their words are searchable), ``chunks``, and what awaits
+        meaning: ``chunks_awaiting`` (no vector yet) in ``files_awaiting`` files."""
         with self._lock:
             by_status = dict(self._db.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
             chunks = self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+            awaiting, files = self._db.execute(
+                "SELECT count(*), count(DISTINCT path) FROM chunks WHERE embedded = 0").fetchone()
         return {"indexed": by_status.get("indexed", 0), "skipped": by_status.get("skipped", 0),
-                "failed": by_status.get("failed", 0), "chunks": chunks}
+                "failed": by_status.get("failed", 0), "chunks": chunks, "chunks_awaiting": awaiting,
+                "files_awaiting": files}
+
+    # ------------------------------------------------------------ meaning: chunks awaiting vectors
+
+    def awaiting_files(self) -> list[tuple[str, int, int]]:
+        """(path, mtime_ns, size) of every file with chunks awaiting vectors."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT f.path, f.mtime_ns, f.size FROM files f WHERE f.path IN "
+                "(SELECT DISTINCT path FROM chunks WHERE embedded = 0)").fetchall()
+
+    def awaiting_chunks(self, paths: Sequence[str]) -> list[ChunkRow]:
+        """The chunks of ``paths`` that await vectors, in file order."""
+        out: list[ChunkRow] = []
+        with self._lock:
+            for path in paths:
+                out += [ChunkRow(*r) for r in self._db.execute(
+                    f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE path = ? AND embedded = 0 ORDER BY ord", (path,))]
+        return out
+
+    def still_awaiting(self, ids: Sequence[str]) -> set[str]:
+        """Those of ``ids`` whose chunk is still there and still awaits its vector."""
+        return {r[0] for r in self._by_ids("SELECT id FROM chunks WHERE embedded = 0 AND id", ids)}
+
+    def commit_vectors(self, vectors: Mapping[str, np.ndarray], failed: Mapping[str, tuple[list[str], str]]) -> None:
+        """Atomically mark the chunks of ``vectors`` embedded (with their float16 copies), and
+        drop the chunks no vector can be made for: ``failed`` maps a path to (its chunk ids,
+        the reason), and that file becomes `Kind.PARTIAL` with the reason. Journalled ids are
+        cleared. Call only after the store holds every vector of ``vectors``."""
+        with self._transaction():
+            self._writes += 1
+            self._db.executemany("UPDATE chunks SET embedded = 1, vec = ? WHERE id = ? AND embedded = 0",
+                                 [(_pack(v), cid) for cid, v in vectors.items()])
+            for path, (ids, reason) in failed.items():
+                self._db.executemany("DELETE FROM chunks WHERE id = ? AND embedded = 0", [(i,) for i in ids])
+                self._db.execute(
+                    "UPDATE files SET kind = ?, status = ?, reason = ?, "
+                    "chunks = (SELECT count(*) FROM chunks WHERE path = ?) WHERE path = ?",
+                    (str(Kind.PARTIAL), Kind.PARTIAL.status, reason, path, path))
+            self._db.executemany("DELETE FROM pending WHERE id = ?", [(i,) for i in vectors])
 
     def problems(self, limit: int = 50) -> list[dict[str, str]]:
         """Files skipped, failed or indexed only in part (truncated), with their reasons, most
@@ -454,11 +501,12 @@ class Manifest:
                     (c.ord, c.start_line, c.end_line, c.start_byte, c.end_byte, _pack(vectors.get(c.id)),
                      old[c.id]))
             else:
+                vector = vectors.get(c.id)
                 self._db.execute(
-                    "INSERT INTO chunks(id,path,ord,hash,start_line,end_line,start_byte,end_byte,text,vec) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO chunks(id,path,ord,hash,start_line,end_line,start_byte,end_byte,text,vec,embedded) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (c.id, c.path, c.ord, c.hash, c.start_line, c.end_line, c.start_byte, c.end_byte, c.text,
-                     _pack(vectors.get(c.id))))
+                     _pack(vector), int(vector is not None)))
         self._db.execute(
             "INSERT OR REPLACE INTO files(path,size,mtime_ns,hash,status,reason,file_type,chunks,indexed_at,"
             "kind,extractor) VALUES (?,?,?,?,?,?,?,?,?,?,?)",

@@ -18,6 +18,7 @@ from typing import Protocol
 
 import structlog
 
+from semdexd.index.changes import Urgency
 from semdexd.index.pipeline import Indexer
 from semdexd.watch.sink import ChangeSink
 
@@ -49,6 +50,7 @@ class Watcher:
         self.backend: Backend = _inotify(sink) if use_inotify else _observer(sink)
         self._stop = threading.Event()
         self._rescan = threading.Event()
+        self._urgency = Urgency.BACKLOG    # of the next scan: the most urgent asked for
         self._reconciler: threading.Thread | None = None
 
     def start(self) -> None:
@@ -63,8 +65,10 @@ class Watcher:
         if self._reconciler:
             self._reconciler.join(5)
 
-    def rescan(self) -> None:
-        """Ask for a reconcile scan soon (from any thread)."""
+    def rescan(self, urgency: Urgency = Urgency.BACKLOG) -> None:
+        """Ask for a reconcile scan soon (from any thread); what it finds is queued with
+        ``urgency`` (`Urgency.REQUESTED`: ahead of the backlog)."""
+        self._urgency = min(self._urgency, urgency)
         self._rescan.set()
 
     def _reconcile_loop(self) -> None:
@@ -74,9 +78,10 @@ class Watcher:
             if self._stop.is_set():
                 return
             self._rescan.clear()
+            urgency, self._urgency = self._urgency, Urgency.BACKLOG
             try:
                 self.backend.ensure_roots()
-                self.indexer.scan()
+                self.indexer.scan(urgency)
             except Exception:
                 log.exception("reconcile_failed")
 
