@@ -55,6 +55,22 @@ class Daemon:
         except sqlite3.Error:
             return 0
 
+    def embedded_and_awaiting(self) -> tuple[int, int]:
+        """(chunks with their vectors, chunks awaiting them) in the manifest on disk."""
+        db = self.manifest_db()
+        if db is None:
+            return 0, 0
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+                have = {r[0] for r in con.execute("PRAGMA table_info(chunks)")}
+                if "embedded" not in have:
+                    return 0, 0
+                done, waiting = con.execute(
+                    "SELECT sum(embedded = 1), sum(embedded = 0) FROM chunks").fetchone()
+                return int(done or 0), int(waiting or 0)
+        except sqlite3.Error:
+            return 0, 0
+
     def note_children(self) -> None:
         try:
             self.children = psutil.Process(self.proc.pid).children(recursive=True)
@@ -147,7 +163,32 @@ def test_interrupted_indexing_ends_like_a_clean_run(tmp_path, corpus, clean_run,
         inst.cleanup()
 
 
-@pytest.mark.parametrize("point", ["after_delete:1", "after_add:1"])
+def test_killed_between_words_and_meaning_ends_like_a_clean_run(tmp_path, corpus, clean_run):
+    """kill -9 while some chunks have their vectors and others only their words, three times,
+    the files changing between rounds: the end is the clean run's index."""
+    inst = Instance(tmp_path / "window", [corpus])
+    try:
+        for round_ in range(3):
+            d = Daemon(inst)
+            wait_for(lambda: (lambda done, waiting: done > 0 and waiting > 0)(*d.embedded_and_awaiting())
+                     or d.proc.poll() is not None, timeout=300, interval=0.005,
+                     what=f"round {round_}: some chunks embedded, some awaiting")
+            assert d.proc.poll() is None, d.proc.stderr.read().decode()[-3000:]
+            d.kill(signal.SIGKILL)
+            for p in sorted(corpus.iterdir())[round_::3]:   # edited while the daemon is down
+                p.write_text(p.read_text() + f"\nround {round_} addendum\n")
+        for p in sorted(corpus.iterdir()):                  # back to the clean run's content
+            p.write_text(p.read_text().split("\nround ")[0].rstrip("\n") + "\n")
+        run_to_idle(inst)
+        chunk_ids, store_ids, files = index_snapshot(inst)
+        want_ids, _, want_files = clean_run
+        assert files == want_files and chunk_ids == want_ids
+        assert store_ids == chunk_ids, (len(store_ids - chunk_ids), len(chunk_ids - store_ids))
+    finally:
+        inst.cleanup()
+
+
+@pytest.mark.parametrize("point", ["after_delete:1", "after_words:1", "after_add:1"])
 def test_crash_inside_the_write_window(tmp_path, corpus, clean_run, point):
     """The daemon dies exactly inside the write window (store changed, manifest not yet), and the
     files change again before the restart, so the interrupted write's ids are never reused."""
