@@ -126,6 +126,9 @@ class InotifyTree:
         for root, rules in self.roots.items():
             if root.is_dir():
                 self._sync(root, rules)
+
+    def on_events_lost(self) -> None:
+        """After every callback's overflow handling: the watches are whole again, so rescan."""
         self.sink.rescan()
 
     # ------------------------------------------------------------ events
