@@ -21,7 +21,7 @@ from typing import Any
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 EXIT_CONFIG = 78                    # sysexits.h EX_CONFIG
 WRITING_COMMANDS = ("run", "start", "model", "bench")
-BENCHES = ("embed", "index", "quality", "store", "chunking", "subscribe", "bombs", "scale", "watch")
+BENCHES = ("embed", "index", "quality", "store", "chunking", "subscribe", "bombs", "scale", "watch", "findable")
 
 
 class UsageError(Exception):
