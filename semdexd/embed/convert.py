@@ -146,7 +146,15 @@ def convert_encoder(src: Path, out: Path, config: Mapping[str, Any], vocabulary:
     """Convert the checkpoint in ``src`` into ``out`` (existing, empty); return `layer_params`."""
     if quantization not in QUANTIZATIONS:
         raise ModelError(f"compute_type {quantization!r} not one of {', '.join(QUANTIZATIONS)}")
-    weights = load_weights(src, config["model_type"])
+    return convert_weights(load_weights(src, config["model_type"]), out, config, vocabulary, quantization, src)
+
+
+def convert_weights(weights: Mapping[str, np.ndarray], out: Path, config: Mapping[str, Any],
+                    vocabulary: list[str], quantization: str, where: Path) -> int:
+    """`convert_encoder` for weights already in memory (prefix-free HF names, float32); ``where``
+    names their origin in errors."""
+    if quantization not in QUANTIZATIONS:
+        raise ModelError(f"compute_type {quantization!r} not one of {', '.join(QUANTIZATIONS)}")
     spec = build_spec(config, weights)
     vocab_size = spec.get_vocabulary_size()
     tokens = list(vocabulary[:vocab_size])
@@ -158,7 +166,7 @@ def convert_encoder(src: Path, out: Path, config: Mapping[str, Any], vocabulary:
     try:
         spec.validate()
     except ValueError as exc:
-        raise ModelError(f"{src}: weights do not fit the encoder: {exc}") from None
+        raise ModelError(f"{where}: weights do not fit the encoder: {exc}") from None
     spec.optimize(quantization=quantization)
     spec.save(str(out))
     return layer_params(config)

