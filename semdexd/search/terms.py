@@ -2,7 +2,16 @@
 lexical evidence of one chunk (IDF-weighted coverage of the query's words, exact phrase).
 
 FTS5's ``unicode61`` tokenizer splits on anything that is not a letter or digit (``_`` too), so
-``parse_config`` is the two tokens ``parse config``; `tokens` splits the same way, lower-cased.
+``parse_config`` is the two tokens ``parse config``; `tokens` splits the same way, lower-cased and
+with Latin diacritics folded (``remove_diacritics 2``: ``Käse`` is ``kase``).
+
+Chinese and Japanese (`semdexd.store.cjk`): a CJK run is split off any Latin letters it is glued
+to, and its units are its overlapping character bigrams (one character: itself); they are
+searched in the manifest's ``chunks_cjk`` table (`cjk_phrase_query`, `cjk_words_query`), the
+rest in ``chunks_fts`` as before. A CJK run of n characters counts as ceil(n / 2) words for the
+short/long query weight (Chinese words are mostly 2 characters), and one of 3+ characters is
+looked for as an exact phrase, as several Latin words are. Text without CJK is handled exactly as
+before.
 """
 
 from __future__ import annotations
@@ -12,6 +21,8 @@ import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+
+from semdexd.store import cjk
 
 # A word found in more than this share of the chunks ("a", "to", "by", "as") is left out of the
 # any-word FTS5 query: its BM25 weight is small (IDF < log 10), but matching and scoring its rows
@@ -23,11 +34,14 @@ COMMON_SHARE = 0.1
 _WORD = re.compile(r"\w+", re.UNICODE)
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 _IDENTIFIER = re.compile(r"_|[a-z][A-Z]|[A-Za-z]\d|\d[A-Za-z]")
+# A letter or digit that is not CJK: what may not border a Latin token (CJK may: ``pythonで``).
+_LETTER = r"[^\W_" + cjk.CJK_CLASS + "]"
 
 
 def tokens(text: str) -> list[str]:
-    """Lower-case letter/digit runs, as FTS5 ``unicode61`` indexes them."""
-    return [t.lower() for t in _TOKEN.findall(text)]
+    """Lower-case letter/digit runs, diacritics folded, as FTS5 ``unicode61`` indexes them; a
+    run holding CJK is split at script changes and its CJK parts become bigrams (`cjk.units`)."""
+    return cjk.units(text)
 
 
 def query_words(query: str) -> list[str]:
@@ -42,28 +56,70 @@ def phrases(query: str) -> list[list[str]]:
     if any(quoted):
         return [q for q in quoted if q]
     words = _WORD.findall(query)
-    if len(words) >= 2 or (len(words) == 1 and _IDENTIFIER.search(words[0])):
+    if len(words) >= 2 or (len(words) == 1 and (_IDENTIFIER.search(words[0]) or len(tokens(words[0])) >= 2
+                                                 and cjk.has_cjk(words[0]))):
         return [tokens(query)]
     return []
 
 
+def word_count(query: str) -> int:
+    """How many words ``query`` says, for the short/long weight: its distinct tokens, a CJK run
+    of n characters counting ceil(n / 2) instead of its n - 1 bigrams."""
+    count, seen = 0, set()
+    for token in _TOKEN.findall(cjk.fold(query)):
+        for piece in cjk.pieces(token):
+            if piece not in seen:
+                seen.add(piece)
+                count += (len(piece) + 1) // 2 if cjk.is_cjk_unit(piece) else 1
+    return count
+
+
 def phrase_query(query: str) -> str | None:
-    """The FTS5 query for an exact match (see `phrases`), or None."""
+    """The ``chunks_fts`` query for an exact match (see `phrases`), or None (also when a phrase
+    holds CJK: `cjk_phrase_query` asks for it)."""
     parts = phrases(query)
-    return " AND ".join('"' + " ".join(p) + '"' for p in parts) if parts else None
+    if not parts or any(cjk.is_cjk_unit(t) for p in parts for t in p):
+        return None
+    return " AND ".join('"' + " ".join(p) + '"' for p in parts)
 
 
 def words_query(query: str, common: Collection[str] = ()) -> str | None:
-    """The FTS5 query matching any of the query's words (BM25 ranks chunks with more, rarer ones).
-    Words in ``common`` (lower-case tokens found in most chunks, see `QueryTerms.common`) are
-    left out, unless all of the words are."""
-    words = query_words(query)
+    """The ``chunks_fts`` query matching any of the query's words (BM25 ranks chunks with more,
+    rarer ones). Words in ``common`` (lower-case tokens found in most chunks, see
+    `QueryTerms.common`) are left out, unless all of the words are. Of a word holding CJK only
+    its other letters are kept (its CJK part is `cjk_words_query`'s)."""
+    words = [p for w in query_words(query) for p in (cjk.pieces(w) if cjk.has_cjk(w) else [w])
+             if not cjk.is_cjk_unit(p)]
     words = [w for w in words if w.lower() not in common] or words
     return " OR ".join('"' + w.replace('"', "") + '"' for w in words) if words else None
 
 
+def cjk_phrase_query(query: str) -> str | None:
+    """The ``chunks_cjk`` query for an exact match, for a query holding CJK (see `phrases`;
+    `cjk.fts_phrase` of each), or None."""
+    parts = phrases(query) if cjk.has_cjk(query) else []
+    parts = [p for p in parts if any(cjk.is_cjk_unit(t) for t in p)]
+    return " AND ".join(cjk.fts_phrase(p) for p in parts) or None if parts else None
+
+
+def cjk_words_query(query: str, common: Collection[str] = ()) -> str | None:
+    """The ``chunks_cjk`` query matching any of the query's units (Latin words too: there they
+    are found also where glued to CJK), those in ``common`` left out unless all are."""
+    units = list(dict.fromkeys(tokens(query)))
+    units = [u for u in units if u not in common] or units
+    return " OR ".join(cjk.fts_term(u) for u in units) if units else None
+
+
+def lexical_queries(query: str, common: Collection[str] = ()) -> list[tuple[str, str, str]]:
+    """Every FTS5 query of a search as (list name, index, match): the phrase and any-word
+    queries on ``"words"`` (``chunks_fts``), then on ``"cjk"`` (``chunks_cjk``)."""
+    out = [("phrase", "words", phrase_query(query)), ("words", "words", words_query(query, common)),
+           ("phrase", "cjk", cjk_phrase_query(query)), ("words", "cjk", cjk_words_query(query, common))]
+    return [(name, index, match) for name, index, match in out if match]
+
+
 def fts_queries(query: str) -> list[str]:
-    """FTS5 queries for ``query``, most precise first."""
+    """``chunks_fts`` queries for ``query``, most precise first."""
     return [q for q in dict.fromkeys((phrase_query(query), words_query(query))) if q]
 
 
@@ -74,12 +130,13 @@ class QueryTerms:
     weights: Mapping[str, float]
     phrases: tuple[tuple[str, ...], ...]
     common: frozenset[str] = frozenset()   # tokens in more than COMMON_SHARE of the chunks
+    words: int = 0                         # `word_count` of the query
 
     @classmethod
     def build(cls, query: str, total: int, doc_freq: Mapping[str, int]) -> QueryTerms:
         weights = {t: idf(total, doc_freq.get(t, 0)) for t in dict.fromkeys(tokens(query))}
         common = frozenset(t for t in weights if doc_freq.get(t, 0) > COMMON_SHARE * total)
-        return cls(weights, tuple(tuple(p) for p in phrases(query)), common)
+        return cls(weights, tuple(tuple(p) for p in phrases(query)), common, word_count(query))
 
     def coverage(self, chunk_tokens: set[str]) -> float:
         """Share of the query's IDF mass whose words occur in the chunk (0..1)."""
@@ -98,8 +155,9 @@ class QueryTerms:
         and `has_phrase` of its tokens, without tokenizing it. The text is lower-cased once; each
         query token is looked for as a substring and, when there, as a whole letter/digit run (a
         regex led by the token itself, so the search skips ahead to it); a phrase is looked for
-        only when all of its tokens are there. 4-9x faster than tokenizing a candidate chunk."""
-        low = text.lower()
+        only when all of its tokens are there. 4-9x faster than tokenizing a candidate chunk.
+        A CJK unit is found anywhere; a Latin token may border CJK (``pythonで``)."""
+        low = cjk.fold(text)
         found = {t for t in self.weights if t in low and _run((t,)).search(low)}
         phrase = bool(self.phrases) and all(found.issuperset(p) and _run(p).search(low) for p in self.phrases)
         return self.coverage(found), phrase
@@ -107,12 +165,31 @@ class QueryTerms:
 
 @functools.lru_cache(maxsize=512)
 def _run(seq: tuple[str, ...]) -> re.Pattern[str]:
-    """Lower-case tokens ``seq`` in a row in lower-cased text, as `tokens` would split it: each a
-    whole letter/digit run, separated by anything else. The pattern starts with the first token
-    (its left boundary is a look-behind placed after it) so that `re` scans for that literal."""
-    first = re.escape(seq[0])
-    rest = "".join(r"[\W_]+" + re.escape(t) for t in seq[1:])
-    return re.compile(first + r"(?<![^\W_]" + first + ")" + rest + r"(?![^\W_])")
+    """Lower-case tokens ``seq`` in a row in folded text, as `tokens` would split it: each a whole
+    letter/digit run (CJK letters count as a border), separated by anything else. The pattern
+    starts with the first token (its left boundary is a look-behind placed after it) so that `re`
+    scans for that literal. CJK units are merged back into their runs (overlapping bigrams
+    ``保存 存方 方法`` -> ``保存方法``), which need no border and may touch their neighbours."""
+    segments: list[str] = []
+    for t in seq:
+        if segments and cjk.is_cjk_unit(t) and cjk.is_cjk_unit(segments[-1]) and len(t) == 2 \
+                and segments[-1][-1] == t[0]:
+            segments[-1] += t[1]
+        else:
+            segments.append(t)
+    pattern = ""
+    for i, seg in enumerate(segments):
+        if i:
+            pattern += r"[\W_]*" if cjk.is_cjk_unit(seg) or cjk.is_cjk_unit(segments[i - 1]) else r"[\W_]+"
+        if cjk.is_cjk_unit(seg):
+            pattern += re.escape(seg)
+        elif i == 0:
+            pattern += re.escape(seg) + f"(?<!{_LETTER}{re.escape(seg)})"
+        else:
+            pattern += re.escape(seg)
+    if not cjk.is_cjk_unit(segments[-1]):
+        pattern += f"(?!{_LETTER})"
+    return re.compile(pattern)
 
 
 def idf(total: int, df: int) -> float:

@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from semdexd.store import cjk
 from semdexd.system.private import private_file
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -73,6 +74,18 @@ CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
     INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
 END;
 """
+
+# Schema 5: Chinese/Japanese words (`semdexd.store.cjk`). A row only for chunks holding CJK text,
+# with the chunk's rowid; written by `_replace` (the terms are computed in Python), deleted with
+# its chunk by the trigger (so any connection that deletes chunks keeps it right).
+_CJK_TABLE = "chunks_cjk"
+_CJK_SCHEMA = (
+    f'CREATE VIRTUAL TABLE {_CJK_TABLE} USING fts5(terms, tokenize="unicode61 remove_diacritics 2")',
+    f"CREATE TRIGGER chunks_cjk_ad AFTER DELETE ON chunks BEGIN DELETE FROM {_CJK_TABLE} WHERE rowid = old.rowid; END",
+)
+_CJK_FILL_PAGE = 5000     # chunks read per statement while filling chunks_cjk from an older manifest
+# The FTS5 table searched by `Manifest.lexical` for each index name.
+_FTS_TABLES = {"words": "chunks_fts", "cjk": _CJK_TABLE}
 
 
 @dataclass(frozen=True)
@@ -218,8 +231,29 @@ class Manifest:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
             for statement in _ADDED_INDEXES:
                 self._db.execute(statement)
+        self._migrate_cjk()
         if self.get_meta("schema") != str(SCHEMA_VERSION):
             self.set_meta("schema", str(SCHEMA_VERSION))
+
+    def _migrate_cjk(self) -> None:
+        """Schema 5, whatever came before (3 or 4): make ``chunks_cjk`` when it is missing and fill
+        it from the chunks' text, in one transaction (a crash leaves neither). 7k chunks: see
+        ``docs/architecture.md`` (Search) for the time."""
+        with self._transaction():
+            if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (_CJK_TABLE,)).fetchone():
+                return
+            for statement in _CJK_SCHEMA:
+                self._db.execute(statement)
+            after = 0
+            while True:
+                rows = self._db.execute("SELECT rowid, text FROM chunks WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                                        (after, _CJK_FILL_PAGE)).fetchall()
+                if not rows:
+                    break
+                after = rows[-1][0]
+                self._db.executemany(f"INSERT INTO {_CJK_TABLE}(rowid, terms) VALUES (?, ?)",
+                                     [(rowid, terms) for rowid, text in rows
+                                      if (terms := cjk.index_text(text)) is not None])
 
     def close(self) -> None:
         with self._lock:
@@ -328,31 +362,35 @@ class Manifest:
                 "ORDER BY indexed_at DESC LIMIT ?", (limit,)).fetchall()
         return [{"path": p, "status": s, "reason": r, "kind": k or s} for p, s, r, k in rows]
 
-    def lexical(self, match: str, limit: int, where: Filter | None = None) -> list[tuple[str, float]]:
+    def lexical(self, match: str, limit: int, where: Filter | None = None,
+                index: str = "words") -> list[tuple[str, float]]:
         """FTS5 BM25 search: [(chunk id, score)] best first; score is -bm25 (higher is better).
 
+        ``index`` is ``"words"`` (``chunks_fts``, every chunk's ``unicode61`` words) or ``"cjk"``
+        (``chunks_cjk``, the chunks holding Chinese/Japanese, as `semdexd.store.cjk.index_text`).
         Equal scores are ordered by chunk id (never by row id, which depends on insertion order),
         so the same index content gives the same answer. ``match`` is an FTS5 query string; a
         syntax error yields [] rather than an exception.
         """
+        fts = _FTS_TABLES[index]
         if where is None or where.empty:
-            return self._lexical_unfiltered(match, limit)
+            return self._lexical_unfiltered(match, limit, fts)
         cond, args = where.sql()
-        sql = ("SELECT c.id, -bm25(chunks_fts) FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
-               f"JOIN files f ON f.path = c.path WHERE chunks_fts MATCH ? AND {cond} "
-               "ORDER BY bm25(chunks_fts), c.id LIMIT ?")
+        sql = (f"SELECT c.id, -bm25({fts}) FROM {fts} JOIN chunks c ON c.rowid = {fts}.rowid "
+               f"JOIN files f ON f.path = c.path WHERE {fts} MATCH ? AND {cond} "
+               f"ORDER BY bm25({fts}), c.id LIMIT ?")
         with self._lock:
             try:
                 return [(i, float(s)) for i, s in self._db.execute(sql, [match, *args, limit])]
             except sqlite3.OperationalError:
                 return []
 
-    def _lexical_unfiltered(self, match: str, limit: int) -> list[tuple[str, float]]:
+    def _lexical_unfiltered(self, match: str, limit: int, fts: str) -> list[tuple[str, float]]:
         """`lexical` without a filter: FTS5 ranks on its own first (no join per matching row:
         2x faster at 100k chunks when a query holds common words), then the best ``2 * limit``
         are ordered by (score, chunk id), so ties at the cut do not depend on row ids."""
-        sql = ("SELECT c.id, -r.score FROM (SELECT rowid, bm25(chunks_fts) AS score FROM chunks_fts "
-               "WHERE chunks_fts MATCH ? ORDER BY score LIMIT ?) r JOIN chunks c ON c.rowid = r.rowid")
+        sql = (f"SELECT c.id, -r.score FROM (SELECT rowid, bm25({fts}) AS score FROM {fts} "
+               f"WHERE {fts} MATCH ? ORDER BY score LIMIT ?) r JOIN chunks c ON c.rowid = r.rowid")
         with self._lock:
             try:
                 got = [(i, float(s)) for i, s in self._db.execute(sql, [match, 2 * limit])]
@@ -410,7 +448,12 @@ class Manifest:
             return self._df_total, {term: self._df[term] for term in terms}
 
     def _doc_freq(self, term: str) -> int:
+        """Chunks holding ``term`` (a `semdexd.search.terms.tokens` token; CJK units are counted
+        in ``chunks_cjk``)."""
         try:
+            if cjk.is_cjk_unit(term):
+                return int(self._db.execute(f"SELECT count(*) FROM {_CJK_TABLE} WHERE {_CJK_TABLE} MATCH ?",
+                                            [cjk.fts_term(term)]).fetchone()[0])
             return int(self._db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
                                         ['"' + term.replace('"', '""') + '"']).fetchone()[0])
         except sqlite3.OperationalError:
@@ -514,11 +557,14 @@ class Manifest:
                     (c.ord, c.start_line, c.end_line, c.start_byte, c.end_byte, _pack(vectors.get(c.id)),
                      old[c.id]))
             else:
-                self._db.execute(
+                rowid = self._db.execute(
                     "INSERT INTO chunks(id,path,ord,hash,start_line,end_line,start_byte,end_byte,text,vec) "
                     "VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (c.id, c.path, c.ord, c.hash, c.start_line, c.end_line, c.start_byte, c.end_byte, c.text,
-                     _pack(vectors.get(c.id))))
+                     _pack(vectors.get(c.id)))).lastrowid
+                terms = cjk.index_text(c.text)
+                if terms is not None:
+                    self._db.execute(f"INSERT INTO {_CJK_TABLE}(rowid, terms) VALUES (?, ?)", (rowid, terms))
         self._db.execute(
             "INSERT OR REPLACE INTO files(path,size,mtime_ns,hash,status,reason,file_type,chunks,indexed_at,"
             "kind,extractor) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
