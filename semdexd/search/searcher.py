@@ -77,7 +77,7 @@ class Searcher:
         found.words = set(terms.weights)
         found.query_tokens = terms.words
         if req.mode != "semantic":
-            for name, index, match in lexical_queries(req.query, terms.common):
+            for name, index, match in lexical_queries(req.query, terms.common, terms.absent):
                 for cid, bm25 in self.manifest.lexical(match, pool_size(req.limit), where, index):
                     if index == "words" or cid not in found.lists[name]:
                         found.lists[name].append(cid)

@@ -102,19 +102,24 @@ def cjk_phrase_query(query: str) -> str | None:
     return " AND ".join(cjk.fts_phrase(p) for p in parts) or None if parts else None
 
 
-def cjk_words_query(query: str, common: Collection[str] = ()) -> str | None:
+def cjk_words_query(query: str, common: Collection[str] = (), absent: Collection[str] = ()) -> str | None:
     """The ``chunks_cjk`` query matching any of the query's units (Latin words too: there they
-    are found also where glued to CJK), those in ``common`` left out unless all are."""
+    are found also where glued to CJK), those in ``common`` left out unless no other unit is
+    found at all (``absent``: in no chunk). Bigrams spanning two words (``加专`` of ``附加专项``)
+    are often absent; a small index makes every present unit "common"."""
     units = list(dict.fromkeys(tokens(query)))
-    units = [u for u in units if u not in common] or units
-    return " OR ".join(cjk.fts_term(u) for u in units) if units else None
+    kept = [u for u in units if u not in common]
+    if all(u in absent for u in kept):
+        kept = units
+    return " OR ".join(cjk.fts_term(u) for u in kept) if kept else None
 
 
-def lexical_queries(query: str, common: Collection[str] = ()) -> list[tuple[str, str, str]]:
+def lexical_queries(query: str, common: Collection[str] = (), absent: Collection[str] = ()) -> list[tuple[str, str, str]]:
     """Every FTS5 query of a search as (list name, index, match): the phrase and any-word
-    queries on ``"words"`` (``chunks_fts``), then on ``"cjk"`` (``chunks_cjk``)."""
+    queries on ``"words"`` (``chunks_fts``), then on ``"cjk"`` (``chunks_cjk``). ``common`` and
+    ``absent`` are `QueryTerms.common` and `QueryTerms.absent`."""
     out = [("phrase", "words", phrase_query(query)), ("words", "words", words_query(query, common)),
-           ("phrase", "cjk", cjk_phrase_query(query)), ("words", "cjk", cjk_words_query(query, common))]
+           ("phrase", "cjk", cjk_phrase_query(query)), ("words", "cjk", cjk_words_query(query, common, absent))]
     return [(name, index, match) for name, index, match in out if match]
 
 
@@ -131,12 +136,14 @@ class QueryTerms:
     phrases: tuple[tuple[str, ...], ...]
     common: frozenset[str] = frozenset()   # tokens in more than COMMON_SHARE of the chunks
     words: int = 0                         # `word_count` of the query
+    absent: frozenset[str] = frozenset()   # tokens in no chunk
 
     @classmethod
     def build(cls, query: str, total: int, doc_freq: Mapping[str, int]) -> QueryTerms:
         weights = {t: idf(total, doc_freq.get(t, 0)) for t in dict.fromkeys(tokens(query))}
         common = frozenset(t for t in weights if doc_freq.get(t, 0) > COMMON_SHARE * total)
-        return cls(weights, tuple(tuple(p) for p in phrases(query)), common, word_count(query))
+        absent = frozenset(t for t in weights if not doc_freq.get(t, 0))
+        return cls(weights, tuple(tuple(p) for p in phrases(query)), common, word_count(query), absent)
 
     def coverage(self, chunk_tokens: set[str]) -> float:
         """Share of the query's IDF mass whose words occur in the chunk (0..1)."""
