@@ -170,6 +170,8 @@ def test_cjk_units_index_text_and_words() -> None:
 
 
 def test_chunks_cjk_follows_the_chunks(tmp_path: Path) -> None:
+    """Inserted, replaced and deleted with its chunks (contentless: a wrong 'delete' would show in
+    the integrity check and in what the table still matches)."""
     m = Manifest(tmp_path / "m.sqlite3")
     m.commit_files([FileUpdate("/r/a.md", 1, 1, "h", "indexed", chunks=rows("/r/a.md", ["税务局的表格", "no cjk here"])),
                     FileUpdate("/r/b.md", 1, 1, "h", "indexed", chunks=rows("/r/b.md", ["酵母"]))])
@@ -191,7 +193,7 @@ def test_an_older_manifest_gains_chunks_cjk_on_open(tmp_path: Path, older: str) 
     m.commit_files([FileUpdate("/r/a.md", 1, 1, "h", "indexed", chunks=rows("/r/a.md", ["冷蔵庫で保存", "Kette"]))])
     m.close()
     con = sqlite3.connect(db)  # as a schema 3/4 manifest was: no chunks_cjk, no trigger
-    con.executescript(f"DROP TRIGGER chunks_cjk_ad; DROP TABLE chunks_cjk; "
+    con.executescript(f"DROP TRIGGER chunks_cjk_ai; DROP TRIGGER chunks_cjk_ad; DROP TABLE chunks_cjk; "
                       f"UPDATE meta SET value = '{older}' WHERE key = 'schema';")
     con.close()
     m = Manifest(db)
