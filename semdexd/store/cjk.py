@@ -77,8 +77,11 @@ def pieces(token: str) -> list[str]:
 
 def units(text: str) -> list[str]:
     """The folded letter/digit runs of ``text``, with CJK runs as their `run_units`."""
+    folded = fold(text)
+    if folded.isascii() or not has_cjk(folded):  # one scan; most text has no CJK
+        return _TOKEN.findall(folded)
     out: list[str] = []
-    for token in _TOKEN.findall(fold(text)):
+    for token in _TOKEN.findall(folded):
         for piece in pieces(token):
             out += run_units(piece) if is_cjk_unit(piece) else [piece]
     return out
