@@ -34,8 +34,6 @@ COMMON_SHARE = 0.1
 _WORD = re.compile(r"\w+", re.UNICODE)
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 _IDENTIFIER = re.compile(r"_|[a-z][A-Z]|[A-Za-z]\d|\d[A-Za-z]")
-# A letter or digit that is not CJK: what may not border a Latin token (CJK may: ``pythonで``).
-_LETTER = r"[^\W_" + cjk.CJK_CLASS + "]"
 
 
 def tokens(text: str) -> list[str]:
@@ -163,20 +161,50 @@ class QueryTerms:
         query token is looked for as a substring and, when there, as a whole letter/digit run (a
         regex led by the token itself, so the search skips ahead to it); a phrase is looked for
         only when all of its tokens are there. 4-9x faster than tokenizing a candidate chunk.
-        A CJK unit is found anywhere; a Latin token may border CJK (``pythonで``)."""
+        A CJK unit is found anywhere; a Latin token may border CJK (``pythonで``): Latin-only
+        tokens and phrases are looked for in the text with its CJK blanked out."""
         low = cjk.fold(text)
-        found = {t for t in self.weights if t in low and _run((t,)).search(low)}
-        phrase = bool(self.phrases) and all(found.issuperset(p) and _run(p).search(low) for p in self.phrases)
+        latin = cjk.blank(low) if cjk.has_cjk(low) else low
+        found = {t for t in self.weights if t in low and (cjk.is_cjk_unit(t) or _run((t,)).search(latin))}
+        phrase = bool(self.phrases) and all(found.issuperset(p) and _has_run(p, low, latin) for p in self.phrases)
         return self.coverage(found), phrase
+
+
+def _has_run(seq: tuple[str, ...], low: str, latin: str) -> bool:
+    """Whether folded text ``low`` (``latin``: the same with CJK blanked) holds the tokens ``seq``
+    in a row (see `_run`, `_mixed_run`)."""
+    if not any(cjk.is_cjk_unit(t) for t in seq):
+        return _run(seq).search(latin) is not None
+    pattern, left, right = _mixed_run(seq)
+    for m in pattern.finditer(low):
+        if (not left or m.start() == 0 or not _is_latin_letter(low[m.start() - 1])) and \
+                (not right or m.end() == len(low) or not _is_latin_letter(low[m.end()])):
+            return True
+    return False
+
+
+def _is_latin_letter(ch: str) -> bool:
+    """A letter or digit that is not CJK (what may not border a Latin token)."""
+    return ch.isalnum() and not cjk.has_cjk(ch)
 
 
 @functools.lru_cache(maxsize=512)
 def _run(seq: tuple[str, ...]) -> re.Pattern[str]:
-    """Lower-case tokens ``seq`` in a row in folded text, as `tokens` would split it: each a whole
-    letter/digit run (CJK letters count as a border), separated by anything else. The pattern
-    starts with the first token (its left boundary is a look-behind placed after it) so that `re`
-    scans for that literal. CJK units are merged back into their runs (overlapping bigrams
-    ``保存 存方 方法`` -> ``保存方法``), which need no border and may touch their neighbours."""
+    """Lower-case tokens ``seq`` (no CJK) in a row in lower-cased text, as `tokens` would split it:
+    each a whole letter/digit run, separated by anything else. The pattern starts with the first
+    token (its left boundary is a look-behind placed after it) so that `re` scans for that
+    literal. (A character class naming the CJK ranges would make each compile take ~3 ms: CJK
+    borders are handled by blanking CJK in the text instead, or by `_mixed_run`.)"""
+    first = re.escape(seq[0])
+    rest = "".join(r"[\W_]+" + re.escape(t) for t in seq[1:])
+    return re.compile(first + r"(?<![^\W_]" + first + ")" + rest + r"(?![^\W_])")
+
+
+@functools.lru_cache(maxsize=512)
+def _mixed_run(seq: tuple[str, ...]) -> tuple[re.Pattern[str], bool, bool]:
+    """Tokens ``seq`` holding CJK units in a row: (pattern, whether its first and its last piece
+    are Latin, whose outer borders the caller checks). CJK units are merged back into their runs
+    (overlapping bigrams ``保存 存方 方法`` -> ``保存方法``); a CJK run may touch its neighbours."""
     segments: list[str] = []
     for t in seq:
         if segments and cjk.is_cjk_unit(t) and cjk.is_cjk_unit(segments[-1]) and len(t) == 2 \
@@ -188,15 +216,8 @@ def _run(seq: tuple[str, ...]) -> re.Pattern[str]:
     for i, seg in enumerate(segments):
         if i:
             pattern += r"[\W_]*" if cjk.is_cjk_unit(seg) or cjk.is_cjk_unit(segments[i - 1]) else r"[\W_]+"
-        if cjk.is_cjk_unit(seg):
-            pattern += re.escape(seg)
-        elif i == 0:
-            pattern += re.escape(seg) + f"(?<!{_LETTER}{re.escape(seg)})"
-        else:
-            pattern += re.escape(seg)
-    if not cjk.is_cjk_unit(segments[-1]):
-        pattern += f"(?!{_LETTER})"
-    return re.compile(pattern)
+        pattern += re.escape(seg)
+    return re.compile(pattern), not cjk.is_cjk_unit(segments[0]), not cjk.is_cjk_unit(segments[-1])
 
 
 def idf(total: int, df: int) -> float:

@@ -44,6 +44,9 @@ def _fold_table() -> dict[int, str]:
 
 
 _FOLD = _fold_table()
+# Where `_FOLD` can change anything: the text is searched for these first (str.translate with a
+# dict costs ~0.1 us per character of any non-ASCII text: ~5 ms a search on the docs dev set).
+_FOLDABLE = re.compile("[" + "".join(chr(c) for c in sorted(_FOLD)) + "]")
 
 
 def fold(text: str) -> str:
@@ -51,12 +54,19 @@ def fold(text: str) -> str:
     matches: ``Käse`` -> ``kase``, ``naïve`` -> ``naive``; ``ß`` stays). ASCII text is only
     lower-cased; kana are never changed (``が`` stays ``が``)."""
     low = text.lower()
-    return low if low.isascii() else low.translate(_FOLD)
+    if low.isascii() or _FOLDABLE.search(low) is None:
+        return low
+    return _FOLDABLE.sub(lambda m: _FOLD.get(ord(m[0]), m[0]), low)
 
 
 def has_cjk(text: str) -> bool:
     """Whether ``text`` holds at least one CJK character."""
     return _CJK.search(text) is not None
+
+
+def blank(text: str) -> str:
+    """``text`` with every CJK character replaced by a space (same length)."""
+    return _CJK.sub(" ", text)
 
 
 def is_cjk_unit(term: str) -> bool:
