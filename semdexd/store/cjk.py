@@ -99,7 +99,9 @@ def units(text: str) -> list[str]:
 
 def index_text(text: str) -> str | None:
     """What ``chunks_cjk`` indexes for a chunk (see the module docstring), or None when the text
-    holds no CJK (such chunks have no row there)."""
+    holds no CJK (such chunks have no row there). The table is contentless: a row is deleted by
+    giving these same terms again, so a change to what this returns (or to `has_cjk`, `fold`)
+    needs a new schema version that rebuilds the table."""
     if not has_cjk(text):
         return None
     out: list[str] = []

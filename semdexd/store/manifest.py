@@ -245,8 +245,9 @@ class Manifest:
 
     def _migrate_cjk(self) -> None:
         """Schema 5, whatever came before (3 or 4): make ``chunks_cjk`` when it is missing and fill
-        it from the chunks' text, in one transaction (a crash leaves neither). Measured on 7.2k
-        chunks: 37 ms without CJK text, ~1 s when half of them are Japanese/Chinese."""
+        it from the chunks' text, in one transaction (a crash leaves neither), before the manifest
+        answers anything. Measured on 7.2k chunks: 52 ms when none holds CJK, 0.42 s when 1.8k do,
+        0.67 s when 3.6k do (~0.7 s per 100k chunks without CJK: the scan for it)."""
         def made() -> bool:
             return self._db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (_CJK_TABLE,)).fetchone() is not None
 
