@@ -47,6 +47,17 @@ _FOLD = _fold_table()
 # Where `_FOLD` can change anything: the text is searched for these first (str.translate with a
 # dict costs ~0.1 us per character of any non-ASCII text: ~5 ms a search on the docs dev set).
 _FOLDABLE = re.compile("[" + "".join(chr(c) for c in sorted(_FOLD)) + "]")
+_SPECIAL = re.compile("[" + "".join(chr(c) for c in sorted(_FOLD)) + CJK_CLASS + "]")  # foldable or CJK
+
+
+def folded_and_latin(text: str) -> tuple[str, str]:
+    """(`fold` of ``text``, the same with CJK blanked: what Latin words are looked for in), from
+    one scan when the text holds nothing to fold and no CJK (most text)."""
+    low = text.lower()
+    if low.isascii() or _SPECIAL.search(low) is None:
+        return low, low
+    low = fold(low)
+    return low, blank(low) if has_cjk(low) else low
 
 
 def fold(text: str) -> str:
