@@ -163,6 +163,8 @@ def test_cjk_units_index_text_and_words() -> None:
     assert word_count("个人所得税") == 3 and word_count("parse config x") == 3
     assert [m for _, i, m in lexical_queries("parse_config x") if i == "words"] == ['"parse config x"',
                                                                                      '"parse_config" OR "x"']
+    assert [m for _, i, m in lexical_queries('"rye flour" "保存方法"') if i == "cjk"][0] == \
+        '"rye flour" AND "保存 存方 方法"', "every quoted phrase, in the one table that can hold them all"
     terms = QueryTerms.build("保存方法 Python", 100, {})
     assert terms.evidence("冷蔵庫で保存方法を。Pythonで") == (1.0, False), "Python borders CJK: a word"
     assert terms.evidence("保存方法、python") == (1.0, True) and terms.evidence("保存の方法")[0] < 1.0

@@ -93,11 +93,13 @@ def words_query(query: str, common: Collection[str] = ()) -> str | None:
 
 
 def cjk_phrase_query(query: str) -> str | None:
-    """The ``chunks_cjk`` query for an exact match, for a query holding CJK (see `phrases`;
-    `cjk.fts_phrase` of each), or None."""
+    """The ``chunks_cjk`` query for an exact match when a phrase holds CJK (see `phrases`;
+    `cjk.fts_phrase` of each, Latin ones too: that table holds the Latin words of its chunks, and
+    a chunk holding them all holds CJK), or None."""
     parts = phrases(query) if cjk.has_cjk(query) else []
-    parts = [p for p in parts if any(cjk.is_cjk_unit(t) for t in p)]
-    return " AND ".join(cjk.fts_phrase(p) for p in parts) or None if parts else None
+    if not any(cjk.is_cjk_unit(t) for p in parts for t in p):
+        return None
+    return " AND ".join(cjk.fts_phrase(p) for p in parts)
 
 
 def cjk_words_query(query: str, common: Collection[str] = (), absent: Collection[str] = ()) -> str | None:
