@@ -12,6 +12,7 @@ from semdexd.chunk.units import CountTokens, Unit
 
 _MAX_ROUNDS = 32
 _SUFFIX_SHARE = 0.75     # word overlap is estimated from token density: aim below the budget
+_SURE = 0.9              # a span estimated at or below this share of the model's limit is not counted again
 
 
 @dataclass(frozen=True)
@@ -111,11 +112,29 @@ def _word_suffix(text: str, unit: Unit, budget: int, default: int) -> int:
     return space + 1 if 0 <= space < unit.end - 1 else default
 
 
+def estimates(items: list[Span], units: list[Unit], overhead: int) -> list[int]:
+    """Each span's tokens as the sum of the units it touches (whole) plus ``overhead``: an upper
+    bound wherever counts add up over lines, as WordPiece's do (words never cross a line)."""
+    starts = [u.start for u in units]
+    ends = [u.end for u in units]
+    total = [0]
+    for u in units:
+        total.append(total[-1] + u.tokens)
+    return [overhead + total[bisect_left(starts, s.end)] - total[bisect_right(ends, s.start)] for s in items]
+
+
 def verify(index: TextIndex, items: list[Span], unit_starts: list[int],
-           count_tokens: CountTokens, max_tokens: int) -> list[Span]:
-    """Count every span in one call; drop the overlap of, then halve, any above ``max_tokens``."""
-    for _ in range(_MAX_ROUNDS):
-        counts = count_tokens([index.text[s.start:s.end] for s in items])
+           count_tokens: CountTokens, max_tokens: int, estimated: Sequence[int] = ()) -> list[Span]:
+    """Count the spans in one call (not those ``estimated`` well below ``max_tokens``: counting
+    is most of chunking's cost); drop the overlap of, then halve, any above ``max_tokens``."""
+    sure = int(max_tokens * _SURE)
+    for round_ in range(_MAX_ROUNDS):
+        if round_ == 0 and estimated:
+            unsure = [i for i, n in enumerate(estimated) if n > sure]
+            counted = dict(zip(unsure, count_tokens([index.text[items[i].start:items[i].end] for i in unsure])))
+            counts = [counted.get(i, 0) for i in range(len(items))]
+        else:
+            counts = count_tokens([index.text[s.start:s.end] for s in items])
         if all(n <= max_tokens for n in counts):
             return items
         fixed: list[Span] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from semdexd.chunk.assemble import Chunk, TextIndex, spans, verify
+from semdexd.chunk.assemble import Chunk, TextIndex, estimates, spans, verify
 from semdexd.chunk.cuts import segments
 from semdexd.chunk.structure import layout
 from semdexd.chunk.units import CountTokens, make_units
@@ -53,7 +53,8 @@ def chunk_text(text: str, *, file_type: str, count_tokens: CountTokens, target_t
     index = TextIndex(text, line_starts)
     items = spans(text, units, ranges, overlap_tokens=overlap, clean_break=shape.clean_break,
                   words=prose)
-    items = verify(index, items, [u.start for u in units], count_tokens, max_tokens)
+    items = verify(index, items, [u.start for u in units], count_tokens, max_tokens,
+                   estimates(items, units, overhead))
     return [index.chunk(span) for span in items]
 
 

@@ -113,7 +113,7 @@ class TokenCounter:
         """Token count of each text, without truncation (may exceed ``max_tokens``)."""
         if not texts:
             return []
-        encodings = self._tokenizer.encode_batch([self._prefix + clean(t) for t in texts])
+        encodings = self._tokenizer.encode_batch_fast([self._prefix + clean(t) for t in texts])
         return [len(e.ids) for e in encodings]
 
 

@@ -142,7 +142,7 @@ class EmbedPool:
 
     def _lengths(self, texts: list[str]) -> list[int]:
         cap = self.info.max_tokens * CHARS_PER_TOKEN_CAP
-        return [min(len(e.ids), self.info.max_tokens) for e in self._tokenizer.encode_batch([t[:cap] for t in texts])]
+        return [min(len(e.ids), self.info.max_tokens) for e in self._tokenizer.encode_batch_fast([t[:cap] for t in texts])]
 
     def _compute(self, broker: Broker, texts: list[str], priority: bool, timeout: float | None) -> list[Result]:
         """Embed ``texts`` (prefixed, clean) on the workers, length-sorted into batches."""
