@@ -165,13 +165,15 @@ def test_interrupted_indexing_ends_like_a_clean_run(tmp_path, corpus, clean_run,
 
 def test_killed_between_words_and_meaning_ends_like_a_clean_run(tmp_path, corpus, clean_run):
     """kill -9 while some chunks have their vectors and others only their words, three times,
-    the files changing between rounds: the end is the clean run's index."""
+    the files changing between rounds: the end is the clean run's index. The daemon is held
+    right after its first vectors commit (an embed call covers at most a third of the corpus),
+    so the kill lands in that window whatever the machine's speed."""
     inst = Instance(tmp_path / "window", [corpus])
     try:
         for round_ in range(3):
-            d = Daemon(inst)
+            d = Daemon(inst, env={"SEMDEX_TEST_HANG_AT": "after_vectors:1"})
             wait_for(lambda: (lambda done, waiting: done > 0 and waiting > 0)(*d.embedded_and_awaiting())
-                     or d.proc.poll() is not None, timeout=300, interval=0.005,
+                     or d.proc.poll() is not None, timeout=120,
                      what=f"round {round_}: some chunks embedded, some awaiting")
             assert d.proc.poll() is None, d.proc.stderr.read().decode()[-3000:]
             d.kill(signal.SIGKILL)

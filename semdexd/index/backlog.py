@@ -57,14 +57,16 @@ class Backlog:
                 self._not_before.pop(path, None)
             self._cond.notify_all()
 
-    def take(self, max_files: int, timeout: float) -> list[tuple[str, Waiting]]:
+    def take(self, max_files: int, timeout: float, upto: Urgency = Urgency.BACKLOG) -> list[tuple[str, Waiting]]:
         """Up to ``max_files`` of the best waiting files not in flight (marked in flight), with
-        why they wait; waits up to ``timeout`` s for one; [] if none."""
+        why they wait, of urgency ``upto`` or more urgent; waits up to ``timeout`` s for one; []
+        if none."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
                 now = time.monotonic()
-                ready = [p for p in self._waiting if p not in self._busy and self._not_before.get(p, 0.0) <= now]
+                ready = [p for p, w in self._waiting.items() if w.urgency <= upto and p not in self._busy
+                         and self._not_before.get(p, 0.0) <= now]
                 if ready:
                     wall = time.time()
                     ready.sort(key=lambda p: (self._waiting[p].key(wall), p))

@@ -90,6 +90,12 @@ class ChangeQueue:
         with self._cond:
             return len(self._entries)
 
+    def reading(self) -> bool:
+        """A path is due (not held back by a debounce or a retry's back-off) or in flight."""
+        with self._cond:
+            now = time.monotonic()
+            return bool(self._busy) or any(e.due <= now for e in self._entries.values())
+
     def in_flight(self) -> int:
         with self._cond:
             return len(self._busy)

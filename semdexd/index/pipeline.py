@@ -341,7 +341,10 @@ class Indexer:
             if self.paused.is_set() or self.health.degraded:
                 self._stopping.wait(POLL_S)
                 continue
-            taken = self.backlog.take(EMBED_FILES, timeout=0.2)
+            # Words first: while files wait to be read, only what a person asked for is embedded
+            # (the backlog's vectors would take the cores the reading needs).
+            upto = Urgency.REQUESTED if self.queue.reading() else Urgency.BACKLOG
+            taken = self.backlog.take(EMBED_FILES, timeout=0.2, upto=upto)
             if not taken:
                 continue
             job = self._awaiting(dict(taken))
@@ -473,6 +476,7 @@ class Indexer:
                          f"partly indexed: {len(fails)} chunk(s) failed ({fails[0][1]})")
                   for path, fails in job.failures.items()}
         self.manifest.commit_vectors({r.id: job.vectors[r.id] for r in rows}, failed)
+        self.faults.stage("after_vectors")
         for path in job.files:
             if path in job.transient:
                 self._retry_later(job, path)
