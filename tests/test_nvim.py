@@ -63,14 +63,18 @@ semdex = require("semdex")
 """
 
 
-def run_nvim(tmp_path: Path, env: dict[str, str], lua: str, timeout: float = 180) -> dict[str, Any]:
-    """Run ``lua`` (after PRELUDE) in a headless nvim; return what it passed to ``finish``."""
+def run_nvim(tmp_path: Path, env: dict[str, str], lua: str, timeout: float = 180,
+             commands: tuple[str, ...] = ("runtime! plugin/semdex.lua",)) -> dict[str, Any]:
+    """Run ``lua`` (after PRELUDE) in a headless nvim; return what it passed to ``finish``.
+    ``commands`` run first, each as its own ``-c``: by default sourcing plugin/semdex.lua, as a
+    normal startup does (``-u NONE`` skips plugin/ scripts)."""
     script, out = tmp_path / "drive.lua", tmp_path / "out.json"
     script.write_text(PRELUDE + lua)
     out.unlink(missing_ok=True)
+    extra = [arg for command in commands for arg in ("-c", command)]
     proc = subprocess.run(
         [str(NVIM), "--headless", "-u", "NONE", "-i", "NONE", "-n", "--cmd", f"set rtp^={PLUGIN}",
-         "-c", "runtime! plugin/semdex.lua", "-c", f"luafile {script}", "-c", "qa!"],
+         *extra, "-c", f"luafile {script}", "-c", "qa!"],
         env={**env, "SEMDEX_TEST_OUT": str(out)}, cwd=str(tmp_path), capture_output=True, text=True,
         timeout=timeout, stdin=subprocess.DEVNULL, check=False)
     assert out.exists(), f"nvim wrote no result (rc {proc.returncode}): {proc.stdout}\n{proc.stderr}"
@@ -139,6 +143,30 @@ finish({{ ok1 = ok1, ok2 = ok2, search = search, title = title, similar = qf(), 
     paths = [h["path"] for h in got["similar"]]
     assert paths and str(soup) not in paths
     assert not got["notes"], got["notes"]
+
+
+def test_setup_alone_gives_the_command(daemon, tmp_path):
+    """As a new user tries it: `nvim -u NONE` (plugin/ scripts are not sourced) with the plugin on
+    the runtimepath, `setup({})` with no options, then `:Semdex <question>` typed on the command
+    line. setup() must define :Semdex; the hits reach the quickfix list."""
+    _, env, folder, _ = daemon
+    idle(env)
+    bread = str(folder / "recipes" / "bread.md")
+    question = "how do I keep my bread starter alive"
+    got = run_nvim(tmp_path, env, f"""
+local found = vim.wait(60000, function()
+  for _, it in ipairs(vim.fn.getqflist()) do
+    if vim.api.nvim_buf_get_name(it.bufnr) == {json.dumps(bread)} then return true end
+  end
+  return false
+end, 20)
+finish({{ found = found, qf = qf(), title = vim.fn.getqflist({{ title = 1 }}).title, errmsg = vim.v.errmsg,
+         commands = vim.fn.exists(":Semdex") }})
+""", commands=("lua require('semdex').setup({})", f"Semdex {question}"))
+    assert got["found"], got
+    assert got["qf"][0]["path"] == bread, got
+    assert got["title"] == f"semdex: {question}"
+    assert got["errmsg"] == "", got
 
 
 def test_errors_are_readable(daemon, tmp_path):

@@ -30,8 +30,11 @@ M.config = vim.deepcopy(defaults)
 local conn = nil
 local conn_path = nil
 
+--- Configure, and define :Semdex and :SemdexSimilar (plugin/semdex.lua is not sourced under
+--- `nvim -u NONE`, `--noplugin`, or when the plugin joins the runtimepath after startup).
 function M.setup(opts)
   M.config = vim.tbl_deep_extend("force", vim.deepcopy(defaults), opts or {})
+  require("semdex.commands").create()
   if conn then
     conn:close()
     conn = nil
