@@ -129,6 +129,8 @@ def test_a_query_in_each_language_finds_its_note_by_meaning(request: pytest.Fixt
         service.folder = folder
         hits = search(service, query, "semantic")
         assert hits and rel(service, hits[0]) == note, [rel(service, h) for h in hits]
+        scores = [h["score"] for h in hits]
+        assert scores[0] < 1.0 and scores[-1] < scores[0] - 0.1, f"scores spread by the model's own anchors: {scores}"
 
 
 # ------------------------------------------------------------ units, manifest

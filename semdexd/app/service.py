@@ -170,7 +170,7 @@ class Service:
         from semdexd.embed.model import prepare_model
         from semdexd.embed.pool import EmbedPool
         from semdexd.index.pipeline import Indexer
-        from semdexd.search import Searcher
+        from semdexd.search import Searcher, for_model
         from semdexd.store.manifest import Manifest
         from semdexd.store.previous import META_COMPLETE, find_previous, record_model
         from semdexd.store.vectors import VectorStore
@@ -197,8 +197,8 @@ class Service:
             undo.callback(indexer.stop)
             indexer.recover(full_check=manifest.get_meta("clean_shutdown") != "1")
             manifest.set_meta("clean_shutdown", "0")
-            searcher = Searcher(manifest, store, pool) if previous is None else \
-                Searcher(previous.manifest, previous.store, previous.embedder)
+            searcher = Searcher(manifest, store, pool, for_model(info.name)) if previous is None else \
+                Searcher(previous.manifest, previous.store, previous.embedder, for_model(previous.model.name))
             indexer.start()
             watcher = Watcher(indexer, cfg.index.reconcile_interval_s)
             watcher.start()
@@ -232,7 +232,7 @@ class Service:
 
     def _complete_rebuild(self, parts: Parts) -> None:
         """The new index has caught up: mark it complete and serve it (no more previous)."""
-        from semdexd.search import Searcher
+        from semdexd.search import Searcher, for_model
         from semdexd.store.previous import META_COMPLETE
 
         try:
@@ -241,7 +241,7 @@ class Service:
             log.warning("complete_not_recorded", error=f"{type(exc).__name__}: {exc}")
         previous, parts.previous = parts.previous, None
         if previous is not None:
-            parts.searcher = Searcher(parts.manifest, parts.store, parts.pool)
+            parts.searcher = Searcher(parts.manifest, parts.store, parts.pool, for_model(parts.info.name))
             previous.close()
             log.info("serving_new_index", index=parts.key, previous=previous.key)
 
@@ -418,7 +418,7 @@ class Service:
         chunker change is being rebuilt (``{"index": key, "previous": bool, "model": id}``)."""
         parts = self.parts
         if parts is not None and parts.previous is not None:
-            return {"index": parts.previous.key, "previous": True, "model": parts.previous.model_id,
+            return {"index": parts.previous.key, "previous": True, "model": parts.previous.model.model_id,
                     "building": parts.key}
         return {"index": parts.key if parts else None, "previous": False, "model": self.model_id()}
 

@@ -234,7 +234,7 @@ def run(cfg: Config, quick: bool, fresh: bool, do_tune: bool, progress: Callable
     finally:
         if temporary:
             shutil.rmtree(work, ignore_errors=True)
-    t = scoring.DEFAULT
+    t = scoring.for_model(svc.info.name)
     results: dict[str, Any] = {"target_tokens": cfg.chunk.target_tokens, "chunks": chunks, "search_ms_p50": search_ms, "index_s": index_s, "files": sum(1 for _ in corpus.rglob("*") if _.is_file()) if not temporary else None,
                                "tuning": asdict(t), "cutoff": cfg.search.min_score, "sets": {}}
     split = {s: {h: [a for a in asked if a.item and a.item.set == s and a.item.split == h] for h in ("tune", "test")}

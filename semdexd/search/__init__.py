@@ -6,9 +6,9 @@ words, FTS5 queries, lexical evidence), `scoring` (signals -> score, fusion, fil
 """
 
 from semdexd.search.request import MODES, SearchRequest, request_filter
-from semdexd.search.scoring import Tuning
+from semdexd.search.scoring import Tuning, for_model
 from semdexd.search.searcher import Searcher, split_weak
 from semdexd.search.terms import fts_queries, phrase_query, words_query
 
-__all__ = ["MODES", "SearchRequest", "Searcher", "Tuning", "fts_queries", "phrase_query", "split_weak",
+__all__ = ["MODES", "SearchRequest", "Searcher", "Tuning", "for_model", "fts_queries", "phrase_query", "split_weak",
            "request_filter", "words_query"]

@@ -5,7 +5,8 @@ found in the chunk, see `QueryTerms.coverage`), ``phrase`` (the query's phrase/i
 as such) and ``bm25`` (FTS5's, relative to the query's best candidate).
 
 * semantic score: the cosine mapped linearly from [cos_lo, cos_hi] onto [0, 1] (clipped); the
-  anchors fit the bundled model's cosines on the dev sets (`semdexd bench quality`).
+  anchors are the model's (`for_model`): each model spreads its cosines differently
+  (all-MiniLM-L6-v2's answers lie around 0.2-0.7, multilingual-e5-small's within 0.8-0.95).
 * lexical score: coverage ** lex_power, times (1 - bm25_mix + bm25_mix * bm25 / the query's best
   bm25) so that term frequency and length count too; for an exact phrase/identifier,
   phrase_score + (1 - phrase_score) * that.
@@ -28,7 +29,7 @@ unanswerable queries, and 1 right answer in 176.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,18 @@ class Tuning:
 
 
 DEFAULT = Tuning()
+
+# Semantic anchors other than all-MiniLM-L6-v2's, matched to its own on the dev sets' tune halves
+# (the medians of a query's cosine to its answer and to other passages map to MiniLM's).
+COSINE_RANGES: dict[str, tuple[float, float]] = {"multilingual-e5-small": (0.83, 0.93)}
+
+
+def for_model(name: str, base: Tuning = DEFAULT) -> Tuning:
+    """``base`` with the semantic anchors of the model called ``name`` (a local model: MiniLM's)."""
+    if name not in COSINE_RANGES:
+        return base
+    lo, hi = COSINE_RANGES[name]
+    return replace(base, cos_lo=lo, cos_hi=hi)
 
 
 @dataclass

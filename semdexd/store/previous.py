@@ -42,7 +42,7 @@ class PreviousIndex:
     manifest: Manifest
     store: VectorStore
     embedder: Embedder
-    model_id: str
+    model: ModelInfo
 
     def close(self) -> None:
         try:
@@ -80,7 +80,7 @@ def find_previous(cfg: Config, current_key: str, info: ModelInfo, pool: Embedder
                 manifest.close()
             continue
         log.info("serving_previous_index", index=key, model=old.model_id, building=current_key)
-        return PreviousIndex(key, manifest, store, embedder, old.model_id)
+        return PreviousIndex(key, manifest, store, embedder, old)
     return None
 
 
