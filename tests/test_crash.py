@@ -166,8 +166,8 @@ def test_interrupted_indexing_ends_like_a_clean_run(tmp_path, corpus, clean_run,
 def test_killed_between_words_and_meaning_ends_like_a_clean_run(tmp_path, corpus, clean_run):
     """kill -9 while some chunks have their vectors and others only their words, three times,
     the files changing between rounds: the end is the clean run's index. The daemon is held
-    right after its first vectors commit (an embed call covers at most a third of the corpus),
-    so the kill lands in that window whatever the machine's speed."""
+    right after the first commit that stores vectors (an embed call covers at most a third of
+    the corpus), so the kill lands in that window whatever the machine's speed."""
     inst = Instance(tmp_path / "window", [corpus])
     try:
         for round_ in range(3):

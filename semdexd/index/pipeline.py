@@ -476,7 +476,8 @@ class Indexer:
                          f"partly indexed: {len(fails)} chunk(s) failed ({fails[0][1]})")
                   for path, fails in job.failures.items()}
         self.manifest.commit_vectors({r.id: job.vectors[r.id] for r in rows}, failed)
-        self.faults.stage("after_vectors")
+        if rows:
+            self.faults.stage("after_vectors")
         for path in job.files:
             if path in job.transient:
                 self._retry_later(job, path)
