@@ -25,9 +25,8 @@ from semdexd.store.filter import Filter
 from semdexd.store.manifest import ChunkRow, Manifest
 from semdexd.store.vectors import Neighbour, VectorStore, nearest
 
-# Chunks taken from each list: CANDIDATES, or 2 per hit asked for when more hits are asked for.
-# 100 -> 50 left every tune-half figure of `semdexd bench quality` unchanged (40 lost a little)
-# and cut the in-process hybrid search from 10.3 to 8.2 ms at 3.6k chunks.
+# Chunks taken from each list: CANDIDATES, or 2 per hit asked for when more hits are asked for
+# (the smallest that keeps `semdexd bench quality`'s tune halves: README, "Why these numbers").
 CANDIDATES = 50
 OWN_ROOM = 200                # `similar` first asks for up to this many more (the file's own chunks are nearest)
 
@@ -36,9 +35,9 @@ def pool_size(limit: int) -> int:
     """How many chunks each candidate list gives for a search of ``limit`` hits."""
     return max(CANDIDATES, 2 * limit)
 
-# A filter is applied to candidate chunk ids from the manifest, never by fetching everything.
-# Measured at 100k real chunks, 1%-selective folder filter (`semdexd bench store`): exact dot
-# products over the candidates' vectors 28 ms, Chroma `ids=` 63 ms, Chroma `where` 85 ms.
+# A filter is applied to candidate chunk ids from the manifest, never by fetching everything:
+# exact scores over few candidates, Chroma restricted to their ids for more, Chroma's `where`
+# beyond (fastest first, `semdexd bench store`; README, "Why these numbers").
 EXACT_MAX = 2000              # up to this many candidates: exact scores over their vectors
 PREFILTER_MAX = 20000         # up to this many: Chroma's query restricted to the candidate ids
 

@@ -26,9 +26,7 @@ from semdexd.store import cjk
 
 # A word found in more than this share of the chunks ("a", "to", "by", "as") is left out of the
 # any-word FTS5 query: its BM25 weight is small (IDF < log 10), but matching and scoring its rows
-# is most of that query's cost (95k real chunks, the latency bench's 10 queries: median ~43 ->
-# ~12 ms). Coverage still counts it, with its IDF weight. `semdexd bench quality`, test halves,
-# hybrid: identifiers unchanged; docstrings R@10 -1 query of 117; docs R@1 -1 and R@10 +1 of 54.
+# is most of that query's cost. Coverage still counts it, with its IDF weight.
 COMMON_SHARE = 0.1
 
 _WORD = re.compile(r"\w+", re.UNICODE)

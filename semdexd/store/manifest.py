@@ -107,7 +107,7 @@ _ADDED_COLUMNS = (
     ("chunks", "embedded", "INTEGER NOT NULL DEFAULT 1"),  # 0: awaiting its vector (its words are in)
 )
 # Indexes on added columns (made after them). Only chunks of an older version lack a vector: this
-# one holds just those, so a start finds that none is left in ~0.03 ms (a scan took 0.26 s at 506k).
+# one holds just those, so a start finds that none is left without scanning the table.
 _ADDED_INDEXES = ("CREATE INDEX IF NOT EXISTS chunks_without_vec ON chunks(rowid) WHERE vec IS NULL",
                   "CREATE INDEX IF NOT EXISTS chunks_awaiting ON chunks(path) WHERE embedded = 0")
 
@@ -187,8 +187,7 @@ class Manifest:
     def _migrate_cjk(self) -> None:
         """Schema 5, whatever came before (3 or 4): make ``chunks_cjk`` when it is missing and fill
         it from the chunks' text, in one transaction (a crash leaves neither), before the manifest
-        answers anything. Measured on 7.2k chunks: 52 ms when none holds CJK, 0.42 s when 1.8k do,
-        0.67 s when 3.6k do (~0.7 s per 100k chunks without CJK: the scan for it)."""
+        answers anything (once: a scan of the chunks' text, README "Why these numbers")."""
         def made() -> bool:
             return self._db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (_CJK_TABLE,)).fetchone() is not None
 
@@ -379,8 +378,8 @@ class Manifest:
                 return []
 
     def _lexical_unfiltered(self, match: str, limit: int, fts: str) -> list[tuple[str, float]]:
-        """`lexical` without a filter: FTS5 ranks on its own first (no join per matching row:
-        2x faster at 100k chunks when a query holds common words), then the best ``2 * limit``
+        """`lexical` without a filter: FTS5 ranks on its own first (no join per matching row),
+        then the best ``2 * limit``
         are ordered by (score, chunk id), so ties at the cut do not depend on row ids."""
         sql = (f"SELECT c.id, -r.score FROM (SELECT rowid, bm25({fts}) AS score FROM {fts} "
                f"WHERE {fts} MATCH ? ORDER BY score LIMIT ?) r JOIN chunks c ON c.rowid = r.rowid")
