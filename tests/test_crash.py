@@ -34,12 +34,20 @@ def make_corpus(folder: Path) -> None:
 class Daemon:
     """`semdexd run` in a subprocess on an isolated instance."""
 
-    def __init__(self, inst: Instance, prefix: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(self, inst: Instance, prefix: list[str] | None = None, env: dict[str, str] | None = None,
+                 log: Path | None = None) -> None:
+        """``log``: stderr goes to that file (read it while the daemon runs), else to a pipe."""
         self.inst = inst
-        self.proc = subprocess.Popen(
-            (prefix or []) + [sys.executable, "-m", "semdexd.app.cli", "run", "--config", str(inst.config_file)],
-            env={**os.environ, **inst.env, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.log = log
+        with open(log, "ab") if log else open(os.devnull, "rb") as sink:
+            self.proc = subprocess.Popen(
+                (prefix or []) + [sys.executable, "-m", "semdexd.app.cli", "run", "--config", str(inst.config_file)],
+                env={**os.environ, **inst.env, **(env or {})}, stdout=subprocess.DEVNULL,
+                stderr=sink if log else subprocess.PIPE)
         self.children: list[psutil.Process] = []
+
+    def logged(self, event: str) -> bool:
+        return self.log is not None and f'"event": "{event}"' in self.log.read_text(errors="replace")
 
     def manifest_db(self) -> Path | None:
         found = list((Path(self.inst.env["XDG_DATA_HOME"]) / "semdex" / "index").glob("*/manifest.sqlite3"))
@@ -62,7 +70,7 @@ class Daemon:
             return 0, 0
         try:
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
-                have = {r[0] for r in con.execute("PRAGMA table_info(chunks)")}
+                have = {r[1] for r in con.execute("PRAGMA table_info(chunks)")}   # (cid, name, ...)
                 if "embedded" not in have:
                     return 0, 0
                 done, waiting = con.execute(
@@ -171,11 +179,13 @@ def test_killed_between_words_and_meaning_ends_like_a_clean_run(tmp_path, corpus
     inst = Instance(tmp_path / "window", [corpus])
     try:
         for round_ in range(3):
-            d = Daemon(inst, env={"SEMDEX_TEST_HANG_AT": "after_vectors:1"})
-            wait_for(lambda: (lambda done, waiting: done > 0 and waiting > 0)(*d.embedded_and_awaiting())
-                     or d.proc.poll() is not None, timeout=120,
-                     what=f"round {round_}: some chunks embedded, some awaiting")
-            assert d.proc.poll() is None, d.proc.stderr.read().decode()[-3000:]
+            log = tmp_path / f"round{round_}.log"
+            d = Daemon(inst, env={"SEMDEX_TEST_HANG_AT": "after_vectors:1"}, log=log)
+            wait_for(lambda: d.logged("test_hang_injected") or d.proc.poll() is not None, timeout=120,
+                     what=f"round {round_}: the first vectors committed")
+            assert d.proc.poll() is None, log.read_text()[-3000:]
+            done, waiting = d.embedded_and_awaiting()
+            assert done > 0 and waiting > 0, (round_, done, waiting)
             d.kill(signal.SIGKILL)
             for p in sorted(corpus.iterdir())[round_::3]:   # edited while the daemon is down
                 p.write_text(p.read_text() + f"\nround {round_} addendum\n")
