@@ -43,8 +43,9 @@ def percentile(values: Sequence[float], q: int, digits: int = 1) -> float | None
 
 
 def until_idle(svc: Any, timeout: float, step: float = 0.05) -> None:
-    """Wait for a started `Service` to finish indexing; RuntimeError if it failed or timed out."""
-    if not wait_until(lambda: svc.error or svc.state() == "idle", timeout, step):
+    """Wait for a started `Service` to finish indexing and its start-up work (`settled`: a
+    rebuilt index served, the previous one closed); RuntimeError if it failed or timed out."""
+    if not wait_until(lambda: svc.error or (svc.state() == "idle" and svc.settled.is_set()), timeout, step):
         raise RuntimeError(f"indexing did not finish within {timeout:g} s")
     if svc.error:
         raise RuntimeError(svc.error)
