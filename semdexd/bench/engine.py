@@ -86,7 +86,7 @@ class Daemon:
 
     def __enter__(self) -> Self:
         self.svc.start()
-        if not wait_until(lambda: self.svc.error or self.svc.pool is not None and self.svc.searcher is not None, 300):
+        if not wait_until(lambda: self.svc.error or self.svc.parts is not None, 300):
             raise RuntimeError("the service did not start")
         if self.svc.error:
             raise RuntimeError(self.svc.error)

@@ -144,7 +144,7 @@ def run(cfg: Config, work: Path, folders: list[Path], queries: int) -> dict[str,
     start = time.perf_counter()
     try:
         r.svc.start()
-        if not wait_until(lambda: r.svc.error or r.svc.searcher is not None, 600):
+        if not wait_until(lambda: r.svc.error or r.svc.parts is not None, 600):
             raise RuntimeError("the service did not start")
         opened_s = time.perf_counter() - start
         before = int(r.svc.manifest.counts()["chunks"])
@@ -156,7 +156,7 @@ def run(cfg: Config, work: Path, folders: list[Path], queries: int) -> dict[str,
         first_ms = r.search_ms(0, "hybrid")  # the daemon warms up at start: is anything still loaded now?
         idle = {mode: [r.search_ms(1000 + i, mode) for i in range(queries)] for mode in MODES}
         indexed_rss = memory()
-        wait_until(lambda: r.svc.pool is not None and r.svc.pool.stats().get("parked"), 120, step=0.5)
+        wait_until(lambda: r.svc.parts is not None and r.svc.pool.stats().get("parked"), 120, step=0.5)
         wait_until(lambda: not psutil.Process().children(), 30, step=0.5)
         r.search_ms(0, "hybrid")
         parked_rss = memory()
