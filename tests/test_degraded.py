@@ -366,21 +366,28 @@ def test_sigterm_during_a_cold_index_stops_quickly_and_the_next_start_completes(
         inst.cleanup()
 
 
-def test_previous_index_answers_until_the_rebuild_for_a_new_model_completes(tmp_path, corpus):
-    """A model change (float32 -> int8: another model id, so another index) builds the new index
-    beside the old; until it is complete, searches are answered from the old index with the old
-    model's query encoder; then the new one serves and the old is removed. The Service's boot
-    steps are driven by hand (open, then scan) so that 'before the rebuild completes' is certain."""
+@pytest.mark.parametrize("switch", ["float32-to-int8", "minilm-to-e5"])
+def test_previous_index_answers_until_the_rebuild_for_a_new_model_completes(tmp_path, corpus, switch, request):
+    """A model change (float32 -> int8, or MiniLM -> multilingual-e5-small: another model id, so
+    another index) builds the new index beside the old; until it is complete, searches are
+    answered from the old index with the old model's query encoder; then the new one serves and
+    the old is removed. The Service's boot steps are driven by hand (open, then scan) so that
+    'before the rebuild completes' is certain."""
     from dataclasses import replace
 
     from semdexd.app.service import Service
 
-    inst = Instance(tmp_path / "inst", [corpus], model={"compute_type": "float32"})
+    if switch == "minilm-to-e5":
+        new = request.getfixturevalue("e5_model")
+        inst = Instance(tmp_path / "inst", [corpus])
+    else:
+        new = {"compute_type": "int8"}
+        inst = Instance(tmp_path / "inst", [corpus], model={"compute_type": "float32"})
     run_to_idle(inst, tmp_path / "stderr")
     index_root = inst.config().paths.data_dir / "index"
     (old_key,) = [p.name for p in index_root.iterdir()]
     cfg = inst.config()
-    svc = Service(replace(cfg, model=replace(cfg.model, compute_type="int8")))
+    svc = Service(replace(cfg, model=replace(cfg.model, **new)))
     try:
         svc.parts = svc._open()  # the new index is open and empty; nothing queued yet
         serving = svc.serving()
