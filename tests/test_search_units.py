@@ -75,11 +75,39 @@ def test_scores_stay_on_one_scale():
 
 def test_dev_sets_are_split_deterministically_and_committed():
     items, unanswerable = devsets.load(quick=False)
-    assert {i.set for i in items} == {"docstrings", "identifiers", "docs"} and len(unanswerable) >= 30
+    assert {i.set for i in items} == set(devsets.LABELLED) and len(unanswerable) >= 30
     assert all(i.split == devsets.split_of(i.set, i.id) for i in items)
-    for name in ("docstrings", "identifiers", "docs"):
+    for name in devsets.LABELLED:
         halves = [i.split for i in items if i.set == name]
         assert 0.3 < halves.count("tune") / len(halves) < 0.7, name
+
+
+def test_multilingual_set_labels_lines_of_its_corpus(tmp_path):
+    """Both halves, six languages asked and answered, each label a real entry of the written corpus
+    (one a file) in the document language its id names, asked in the query language it names."""
+    items = [i for i in devsets.load(quick=True)[0] if i.set == "multilingual"]
+    assert len(items) >= 300
+    for half in ("tune", "test"):
+        assert len([i for i in items if i.split == half]) >= 100, half
+    langs = {"en", "de", "fr", "es", "ja", "zh"}
+    assert {devsets.languages(i)[0] for i in items} == langs == {devsets.languages(i)[1] for i in items}
+    assert len({i.id for i in items}) == len(items) == len({i.source for i in items}), "one query per entry"
+    stale = tmp_path / "multilingual" / "en" / "stale.txt"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("left by an older set\n")
+    assert devsets.materialise(items, tmp_path) == items
+    assert not stale.exists()
+    written = {p.relative_to(tmp_path).as_posix() for p in (tmp_path / "multilingual").rglob("*.txt")}
+    assert written == set(devsets.multilingual_corpus()) and len(written) > len(items), "with distractors"
+    cjk = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
+    for i in items:
+        query_lang, doc_lang = devsets.languages(i)
+        assert i.source.startswith(f"multilingual/{doc_lang}/"), i.id
+        lines = (tmp_path / i.source).read_text(encoding="utf-8").split("\n")
+        assert i.start_line == i.end_line == 1 and lines[0].strip() and not "".join(lines[1:]).strip(), i.id
+        assert bool(cjk.search(lines[0])) == (doc_lang in ("ja", "zh")), i.id
+        assert bool(cjk.search(i.query)) == (query_lang in ("ja", "zh")), i.id
+        assert lines[0] != i.query, i.id
 
 
 def test_doc_headings_markdown_and_rst():

@@ -7,6 +7,11 @@
 * ``docs``: the long descriptions (Markdown or reStructuredText) shipped in the METADATA of
   packages installed beside semdex, asked by a section's heading with every heading line blanked:
   documentation navigation.
+* ``multilingual``: translated messages and GNOME setting descriptions from Debian's gettext
+  catalogs, in English, German, French, Spanish, Japanese and Chinese, asked in another language
+  (the same message translated) or by the setting's summary (same language or another), one entry
+  a file: made once by ``scripts/make_multilingual_set.py``, corpus committed in
+  ``multilingual.json``.
 * ``unanswerable``: questions about things none of these files is about (written for this set),
   to measure the score cutoff.
 
@@ -27,6 +32,8 @@ from pathlib import Path
 from semdexd.bench import quality_set
 
 SET_FILE = Path(__file__).with_name("devsets.json")
+MULTILINGUAL_FILE = Path(__file__).with_name("multilingual.json")
+LABELLED = ("docstrings", "identifiers", "docs", "multilingual")
 DOC_PACKAGES = ("tqdm", "watchdog", "python-dotenv", "psutil", "rich", "typer", "pathspec",
                 "charset-normalizer", "orjson", "pytest-timeout", "huggingface-hub", "annotated-types",
                 "regex", "yarl")
@@ -165,6 +172,21 @@ def doc_corpus_and_items() -> tuple[dict[str, str], list[Item]]:
     return files, items
 
 
+# ---------------------------------------------------------------- multilingual (committed corpus)
+
+
+def multilingual_corpus() -> dict[str, str]:
+    """{corpus file: text} of the multilingual set: one entry a file, on one line."""
+    files: dict[str, str] = json.loads(MULTILINGUAL_FILE.read_text(encoding="utf-8"))["files"]
+    return {name: text + "\n" for name, text in files.items()}
+
+
+def languages(item: Item) -> tuple[str, str]:
+    """(query language, document language) of a multilingual item (its id ends ``:<q>><d>``)."""
+    query, _, doc = item.id.rpartition(":")[2].partition(">")
+    return query, doc
+
+
 # ---------------------------------------------------------------- unanswerable
 
 UNANSWERABLE = (
@@ -209,21 +231,25 @@ UNANSWERABLE = (
 
 
 def build(modules: tuple[str, ...] = quality_set.MODULES) -> dict[str, list[dict[str, object]]]:
+    """The committed file rebuilt from this machine (the multilingual set is kept as it is: its
+    script rebuilds it)."""
     _, docs = doc_corpus_and_items()
+    kept = json.loads(SET_FILE.read_text()).get("multilingual", []) if SET_FILE.exists() else []
     return {"docstrings": [i.__dict__ for i in docstring_items(modules)],
             "identifiers": [i.__dict__ for i in identifier_items(modules)],
             "docs": [i.__dict__ for i in docs],
+            "multilingual": kept,
             "unanswerable": [{"query": q} for q in UNANSWERABLE]}
 
 
 def load(quick: bool) -> tuple[list[Item], list[str]]:
     """(labelled items, unanswerable queries) from the committed file; ``quick`` keeps the code
-    sets to `quality_set.QUICK_MODULES`."""
+    sets to `quality_set.QUICK_MODULES` (the others whole)."""
     data = json.loads(SET_FILE.read_text())
     quick_files = {_code_file(m) for m in quality_set.QUICK_MODULES}
-    items = [Item(**d) for name in ("docstrings", "identifiers", "docs") for d in data[name]]
+    items = [Item(**d) for name in LABELLED for d in data.get(name, [])]
     if quick:
-        items = [i for i in items if i.set == "docs" or i.source in quick_files]
+        items = [i for i in items if i.set in ("docs", "multilingual") or i.source in quick_files]
     return items, [d["query"] for d in data["unanswerable"]]
 
 
@@ -235,11 +261,18 @@ def materialise(items: list[Item], corpus: Path) -> list[Item]:
     for source in {i.source for i in items if i.source.startswith("code/")}:
         module = source[len("code/"):].replace("__", "/")
         texts[source] = quality_set.strip_docstrings((quality_set.stdlib() / module).read_text(encoding="utf-8"))
+    if any(i.set == "multilingual" for i in items):
+        texts.update(multilingual_corpus())
     for name, text in texts.items():
         target = corpus / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists() or target.read_text(encoding="utf-8") != text:
             target.write_text(text, encoding="utf-8")
+    # A rebuilt multilingual set leaves no stale entries behind in a persistent corpus.
+    if any(name.startswith("multilingual/") for name in texts):
+        for stale in (corpus / "multilingual").rglob("*"):
+            if stale.is_file() and stale.relative_to(corpus).as_posix() not in texts:
+                stale.unlink()
     valid_docs = {(i.id, i.start_line, i.end_line) for i in current}
     return [i for i in items if i.set != "docs" or (i.id, i.start_line, i.end_line) in valid_docs]
 

@@ -1,6 +1,6 @@
 """`semdexd bench quality [--quick] [--json] [--tune] [--fresh] [--target N]`: retrieval quality on the dev sets.
 
-The dev sets (`devsets`: docstrings, identifiers, docs, plus unanswerable queries) are written
+The dev sets (`devsets`: docstrings, identifiers, docs, multilingual, plus unanswerable queries) are written
 into a corpus folder and indexed by the real Service. The corpus and index live in a persistent
 work dir (``$XDG_CACHE_HOME/semdex/bench-quality``), so a second run re-embeds nothing; ``--fresh``
 uses a temp dir instead. Each query's candidates are gathered once (hybrid: every list, every
@@ -10,7 +10,8 @@ weighted reciprocal-rank fusion ("before").
 Printed, per set and mode, on the TEST half: recall@1, recall@10, MRR@10 and file@1 (the first hit
 is in the right file); the score calibration (share of test queries whose right answer scores at
 or above the cutoff; share of unanswerable queries whose best hit scores below it); the file-rank
-variants (best chunk only vs best + a share of the next). ``--tune`` grid-searches the fusion
+variants (best chunk only vs best + a share of the next); the multilingual set per query language
+and same- vs cross-language. ``--tune`` grid-searches the fusion
 parameters on the TUNE halves and prints the best ones.
 """
 
@@ -30,14 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from semdexd.bench.common import bench_config, until_idle
-from semdexd.bench.devsets import Item, load, materialise
+from semdexd.bench.devsets import Item, languages, load, materialise
 from semdexd.config import Config
 from semdexd.search import scoring
 from semdexd.search.searcher import Candidates
 from semdexd.search.terms import tokens
 
 MODES = ("semantic", "lexical", "hybrid")
-SETS = ("docstrings", "identifiers", "docs")
+SETS = ("docstrings", "identifiers", "docs", "multilingual")
 # The fusion before issue 9: weighted RRF (k=10) of the vector, phrase and BM25-words lists.
 LEGACY_K, LEGACY_WEIGHTS = 10, {"semantic": 1.0, "phrase": 2.0, "words": 0.5}
 
@@ -251,10 +252,23 @@ def run(cfg: Config, quick: bool, fresh: bool, do_tune: bool, progress: Callable
             "file_rank": {str(share): metrics(test, "hybrid", replace(t, file_share=share), corpus)
                           for share in (0.0, 0.1, 0.25)},
         }
+    results["multilingual_by_language"] = by_language(split["multilingual"]["test"], t, corpus)
     test_all = [a for a in asked if a.item is None or a.item.split == "test"]
     results["calibration"] = calibration(test_all, t, cfg.search.min_score, corpus)
     results["unanswerable"] = len(unanswerable)
     return results
+
+
+def by_language(test: list[Asked], t: scoring.Tuning, corpus: Path) -> dict[str, Any]:
+    """Metrics of the multilingual test queries per query language, then same vs cross language."""
+    groups: dict[str, list[Asked]] = {}
+    for a in test:
+        assert a.item is not None
+        query, doc = languages(a.item)
+        groups.setdefault(f"query in {query}", []).append(a)
+        groups.setdefault("same language" if query == doc else "cross-language", []).append(a)
+    return {name: {"queries": len(qs), **{m: metrics(qs, m, t, corpus) for m in MODES}}
+            for name, qs in sorted(groups.items(), key=lambda g: (not g[0].startswith("query"), g[0]))}
 
 
 def table(r: dict[str, Any]) -> str:
@@ -271,6 +285,11 @@ def table(r: dict[str, Any]) -> str:
     lines += ["", "file rank, hybrid (share of the next chunks' scores added to the best): file@1 / MRR@10"]
     for s, d in r["sets"].items():
         lines.append(f"  {s}: " + ", ".join(f"{k}: {v['file@1']} / {v['mrr@10']}" for k, v in d["file_rank"].items()))
+    if r.get("multilingual_by_language"):
+        lines += ["", "multilingual, test half, recall@1 / recall@10 / MRR@10 after: " + " | ".join(MODES)]
+        for name, d in r["multilingual_by_language"].items():
+            lines.append(f"  {name} ({d['queries']}): " + " | ".join(
+                f"{d[m]['recall@1']} / {d[m]['recall@10']} / {d[m]['mrr@10']}" for m in MODES))
     lines += ["", f"score calibration (cutoff {r['cutoff']}, test halves + {r['unanswerable']} unanswerable queries):"]
     for m, c in r["calibration"].items():
         lines.append(f"  {m}: " + ", ".join(f"{k} {v}" for k, v in c.items()))
@@ -281,7 +300,7 @@ def table(r: dict[str, Any]) -> str:
 
 def main(argv: list[str], cfg: Config) -> int:
     ap = argparse.ArgumentParser(prog="semdexd bench quality", description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="12 stdlib modules instead of 50 (docs set whole)")
+    ap.add_argument("--quick", action="store_true", help="12 stdlib modules instead of 50 (docs and multilingual sets whole)")
     ap.add_argument("--fresh", action="store_true", help="index in a temp dir (no reuse, nothing kept)")
     ap.add_argument("--tune", action="store_true", help="grid-search the fusion on the tune halves")
     ap.add_argument("--target", type=int, default=None, metavar="TOKENS",
