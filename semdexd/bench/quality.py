@@ -32,7 +32,7 @@ from typing import Any
 
 from semdexd.bench.common import bench_config, until_idle
 from semdexd.bench.devsets import Item, languages, load, materialise
-from semdexd.config import Config
+from semdexd.config import Config, ModelConfig
 from semdexd.search import scoring
 from semdexd.search.searcher import Candidates
 from semdexd.search.terms import tokens
@@ -52,11 +52,14 @@ class Asked:
     found: Candidates
 
 
-def work_dir(fresh: bool, quick: bool, target: int | None = None) -> tuple[Path, bool]:
+def work_dir(fresh: bool, quick: bool, target: int | None = None, model: str = "") -> tuple[Path, bool]:
+    """Where the corpus and its index live: one folder per set size, chunk target and model (a
+    start removes the indexes of other models beside its own: models kept apart stay built)."""
     if fresh:
         return Path(tempfile.mkdtemp(prefix="semdex-quality-")), True
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "semdex" / "bench-quality"
-    path = base / (("quick" if quick else "full") + (f"-{target}" if target else ""))
+    path = base / (("quick" if quick else "full") + (f"-{target}" if target else "")
+                   + (f"-{Path(model).name}" if model and model != ModelConfig.name else ""))
     path.mkdir(parents=True, exist_ok=True)
     return path, False
 
@@ -219,7 +222,7 @@ def run(cfg: Config, quick: bool, fresh: bool, do_tune: bool, progress: Callable
     if target:
         cfg = replace(cfg, chunk=replace(cfg.chunk, target_tokens=target,
                                          overlap_tokens=min(cfg.chunk.overlap_tokens, target // 8)))
-    work, temporary = work_dir(fresh, quick, target)
+    work, temporary = work_dir(fresh, quick, target, cfg.model.name)
     corpus = work / "corpus"
     items, unanswerable = load(quick)
     items = materialise(items, corpus)
