@@ -14,11 +14,11 @@ def test_commit_replaces_chunks_and_fts_follows(tmp_path):
     m = Manifest(tmp_path / "m.sqlite3")
     m.commit_files([FileUpdate("/r/a.py", 1, 1, "h", "indexed", file_type="py",
                                chunks=rows("/r/a.py", ["alpha parse_config", "beta"]))])
-    assert [c for c, _ in m.lexical('"parse config"', 10)] == ["/r/a.py#alpha parse_config"]
+    assert [c for c, _ in m.lexical.search('"parse config"', 10)] == ["/r/a.py#alpha parse_config"]
     m.commit_files([FileUpdate("/r/a.py", 2, 2, "h2", "indexed", file_type="py",
                                chunks=rows("/r/a.py", ["beta", "gamma"]))])
-    assert m.lexical('"alpha"', 10) == []
-    assert [c for c, _ in m.lexical('"gamma"', 10)] == ["/r/a.py#gamma"]
+    assert m.lexical.search('"alpha"', 10) == []
+    assert [c for c, _ in m.lexical.search('"gamma"', 10)] == ["/r/a.py#gamma"]
     # committed without vectors: their words are in, their vectors awaited
     assert m.counts() == {"indexed": 1, "skipped": 0, "failed": 0, "chunks": 2, "chunks_awaiting": 2,
                           "files_awaiting": 1}
@@ -31,7 +31,7 @@ def test_forget_and_problems(tmp_path):
     assert m.problems() == [{"path": "/r/a.bin", "status": "skipped", "reason": "skipped: binary", "kind": "skipped"}]
     m.commit_files([], deleted=["/r/b.md"])
     assert m.chunks_of("/r/b.md") == [] and m.file("/r/b.md") is None
-    assert m.lexical('"x"', 10) == []
+    assert m.lexical.search('"x"', 10) == []
 
 
 def test_pending_journal_finds_orphans(tmp_path):
@@ -49,7 +49,7 @@ def test_filters(tmp_path):
                     FileUpdate("/r/src/b.py", 1, 200, "h", "indexed", file_type="py", chunks=rows("/r/src/b.py", ["word"])),
                     FileUpdate("/r/docsx/c.md", 1, 300, "h", "indexed", file_type="md", chunks=rows("/r/docsx/c.md", ["word"]))])
     def paths(f):
-        return sorted(c.split("#")[0] for c, _ in m.lexical('"word"', 10, f))
+        return sorted(c.split("#")[0] for c, _ in m.lexical.search('"word"', 10, f))
     assert paths(Filter(folders=("/r/docs",))) == ["/r/docs/a.md"]
     assert paths(Filter(types=("py",))) == ["/r/src/b.py"]
     assert paths(Filter(globs=(r"\.md$",))) == ["/r/docs/a.md", "/r/docsx/c.md"]
@@ -60,7 +60,7 @@ def test_filters(tmp_path):
 
 def test_bad_fts_syntax_is_empty_not_an_error(tmp_path):
     m = Manifest(tmp_path / "m.sqlite3")
-    assert m.lexical('"unterminated', 10) == []
+    assert m.lexical.search('"unterminated', 10) == []
 
 
 def test_doc_freqs_follow_every_write_even_another_connections(tmp_path):
@@ -68,12 +68,12 @@ def test_doc_freqs_follow_every_write_even_another_connections(tmp_path):
     process) is seen by the next call."""
     m = Manifest(tmp_path / "m.sqlite3")
     m.commit_files([FileUpdate("/r/a.md", 1, 1, "h", "indexed", chunks=rows("/r/a.md", ["bread oven", "oven"]))])
-    assert m.doc_freqs(["oven", "bread", "rye"]) == (2, {"oven": 2, "bread": 1, "rye": 0})
+    assert m.lexical.doc_freqs(["oven", "bread", "rye"]) == (2, {"oven": 2, "bread": 1, "rye": 0})
     m.commit_files([FileUpdate("/r/b.md", 1, 1, "h", "indexed", chunks=rows("/r/b.md", ["rye oven"]))])
-    assert m.doc_freqs(["oven", "rye"]) == (3, {"oven": 3, "rye": 1})
+    assert m.lexical.doc_freqs(["oven", "rye"]) == (3, {"oven": 3, "rye": 1})
     other = Manifest(tmp_path / "m.sqlite3")
     other.commit_files([], deleted=["/r/a.md"])
-    assert m.doc_freqs(["oven", "bread", "rye"]) == (1, {"oven": 1, "bread": 0, "rye": 1})
+    assert m.lexical.doc_freqs(["oven", "bread", "rye"]) == (1, {"oven": 1, "bread": 0, "rye": 1})
     other.close()
 
 

@@ -79,7 +79,7 @@ class Searcher:
         found.query_tokens = terms.words
         if req.mode != "semantic":
             for name, index, match in lexical_queries(req.query, terms.common, terms.absent):
-                for cid, bm25 in self.manifest.lexical(match, pool_size(req.limit), where, index):
+                for cid, bm25 in self.manifest.lexical.search(match, pool_size(req.limit), where, index):
                     if index == "words" or cid not in found.lists[name]:
                         found.lists[name].append(cid)
                     s = found.signals.setdefault(cid, scoring.Signals())
@@ -117,7 +117,7 @@ class Searcher:
         return self._hits(rows, scores, found.signals, req, found.words, t)
 
     def _terms(self, query: str) -> QueryTerms:
-        total, df = self.manifest.doc_freqs(list(dict.fromkeys(tokens(query))))
+        total, df = self.manifest.lexical.doc_freqs(list(dict.fromkeys(tokens(query))))
         return QueryTerms.build(query, total, df)
 
     def _query_vector(self, query: str) -> np.ndarray | None:

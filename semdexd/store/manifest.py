@@ -14,7 +14,6 @@ One `Manifest` per process; it is safe to call from several threads (one connect
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from semdexd.kinds import Kind
 from semdexd.store import cjk
 from semdexd.store.database import Database
 from semdexd.store.filter import REGEXP_SQL, Filter, regexp
+from semdexd.store.lexical import CJK_TABLE, Lexical
 
 SCHEMA_VERSION = 5
 
@@ -79,21 +79,16 @@ END;
 # it in step with the chunks, computing the terms with SQL functions this class registers on its
 # connection: another connection that writes chunks without them fails loudly ("no such
 # function"), it cannot leave the table wrong.
-_CJK_TABLE = "chunks_cjk"
 _CJK_SCHEMA = (
-    f"CREATE VIRTUAL TABLE {_CJK_TABLE} USING fts5(terms, content='', "
+    f"CREATE VIRTUAL TABLE {CJK_TABLE} USING fts5(terms, content='', "
     'tokenize="unicode61 remove_diacritics 2")',
     f"CREATE TRIGGER chunks_cjk_ai AFTER INSERT ON chunks WHEN semdex_has_cjk(new.text) BEGIN "
-    f"INSERT INTO {_CJK_TABLE}(rowid, terms) VALUES (new.rowid, semdex_cjk_terms(new.text)); END",
+    f"INSERT INTO {CJK_TABLE}(rowid, terms) VALUES (new.rowid, semdex_cjk_terms(new.text)); END",
     f"CREATE TRIGGER chunks_cjk_ad AFTER DELETE ON chunks WHEN semdex_has_cjk(old.text) BEGIN "
-    f"INSERT INTO {_CJK_TABLE}({_CJK_TABLE}, rowid, terms) VALUES ('delete', old.rowid, semdex_cjk_terms(old.text)); END",
+    f"INSERT INTO {CJK_TABLE}({CJK_TABLE}, rowid, terms) VALUES ('delete', old.rowid, semdex_cjk_terms(old.text)); END",
 )
-# The FTS5 table searched by `Manifest.lexical` for each index name.
-_FTS_TABLES = {"words": "chunks_fts", "cjk": _CJK_TABLE}
-
 
 _CHUNK_COLUMNS = "id,path,ord,hash,start_line,end_line,start_byte,end_byte,text"   # a ChunkRow
-DF_CACHE_MAX = 20000    # cached document frequencies (terms) before the cache starts over
 
 # Columns added after schema 1, with their definitions (added to older databases on open).
 _ADDED_COLUMNS = (
@@ -152,10 +147,7 @@ class FileUpdate:
 class Manifest:
     def __init__(self, path: Path) -> None:
         self._db = Database(path)
-        self._writes = 0                   # commits by this connection (`doc_freqs` cache version)
-        self._df: dict[str, int] = {}      # `doc_freqs` cache, valid for _df_version
-        self._df_version: tuple[int, int] | None = None
-        self._df_total = 0
+        self.lexical = Lexical(self._db)
         conn = self._db.conn
         conn.create_function(REGEXP_SQL, 2, regexp, deterministic=True)
         conn.create_function("semdex_has_cjk", 1, cjk.has_cjk, deterministic=True)
@@ -182,7 +174,7 @@ class Manifest:
         it from the chunks' text, in one transaction (a crash leaves neither), before the manifest
         answers anything (once: a scan of the chunks' text, README "Why these numbers")."""
         def made() -> bool:
-            return self._db.conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (_CJK_TABLE,)).fetchone() is not None
+            return self._db.conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (CJK_TABLE,)).fetchone() is not None
 
         if made():
             return
@@ -191,7 +183,7 @@ class Manifest:
                 return
             for statement in _CJK_SCHEMA:
                 self._db.conn.execute(statement)
-            self._db.conn.execute(f"INSERT INTO {_CJK_TABLE}(rowid, terms) SELECT rowid, semdex_cjk_terms(text) "
+            self._db.conn.execute(f"INSERT INTO {CJK_TABLE}(rowid, terms) SELECT rowid, semdex_cjk_terms(text) "
                                   "FROM chunks WHERE semdex_has_cjk(text)")
 
     def close(self) -> None:
@@ -315,7 +307,7 @@ class Manifest:
         the reason), and that file becomes `Kind.PARTIAL` with the reason. Journalled ids are
         cleared. Call only after the store holds every vector of ``vectors``."""
         with self._db.transaction():
-            self._writes += 1
+            self.lexical.chunks_changed()
             self._db.conn.executemany("UPDATE chunks SET embedded = 1, vec = ? WHERE id = ? AND embedded = 0",
                                       [(_pack(v), cid) for cid, v in vectors.items()])
             for path, (ids, reason) in failed.items():
@@ -334,43 +326,6 @@ class Manifest:
                 "SELECT path, status, reason, kind FROM files WHERE status != 'indexed' OR reason != '' "
                 "ORDER BY indexed_at DESC LIMIT ?", (limit,)).fetchall()
         return [{"path": p, "status": s, "reason": r, "kind": k or s} for p, s, r, k in rows]
-
-    def lexical(self, match: str, limit: int, where: Filter | None = None,
-                index: str = "words") -> list[tuple[str, float]]:
-        """FTS5 BM25 search: [(chunk id, score)] best first; score is -bm25 (higher is better).
-
-        ``index`` is ``"words"`` (``chunks_fts``, every chunk's ``unicode61`` words) or ``"cjk"``
-        (``chunks_cjk``, the chunks holding Chinese/Japanese, as `semdexd.store.cjk.index_text`).
-        Equal scores are ordered by chunk id (never by row id, which depends on insertion order),
-        so the same index content gives the same answer. ``match`` is an FTS5 query string; a
-        syntax error yields [] rather than an exception.
-        """
-        fts = _FTS_TABLES[index]
-        if where is None or where.empty:
-            return self._lexical_unfiltered(match, limit, fts)
-        cond, args = where.sql()
-        sql = (f"SELECT c.id, -bm25({fts}) FROM {fts} JOIN chunks c ON c.rowid = {fts}.rowid "
-               f"JOIN files f ON f.path = c.path WHERE {fts} MATCH ? AND {cond} "
-               f"ORDER BY bm25({fts}), c.id LIMIT ?")
-        with self._db.lock:
-            try:
-                return [(i, float(s)) for i, s in self._db.conn.execute(sql, [match, *args, limit])]
-            except sqlite3.OperationalError:
-                return []
-
-    def _lexical_unfiltered(self, match: str, limit: int, fts: str) -> list[tuple[str, float]]:
-        """`lexical` without a filter: FTS5 ranks on its own first (no join per matching row),
-        then the best ``2 * limit``
-        are ordered by (score, chunk id), so ties at the cut do not depend on row ids."""
-        sql = (f"SELECT c.id, -r.score FROM (SELECT rowid, bm25({fts}) AS score FROM {fts} "
-               f"WHERE {fts} MATCH ? ORDER BY score LIMIT ?) r JOIN chunks c ON c.rowid = r.rowid")
-        with self._db.lock:
-            try:
-                got = [(i, float(s)) for i, s in self._db.conn.execute(sql, [match, 2 * limit])]
-            except sqlite3.OperationalError:
-                return []
-        got.sort(key=lambda hit: (-hit[1], hit[0]))
-        return got[:limit]
 
     def ids_passing(self, ids: Sequence[str], where: Filter) -> set[str]:
         """Those of ``ids`` whose chunk passes ``where``."""
@@ -403,35 +358,6 @@ class Manifest:
                 "SELECT DISTINCT file_type FROM files WHERE status = 'indexed' ORDER BY file_type").fetchall()
         return [r[0] for r in rows if r[0]]
 
-    def doc_freqs(self, terms: Sequence[str]) -> tuple[int, dict[str, int]]:
-        """(number of chunks, {term: chunks containing it}) for BM25-style IDF weights.
-
-        Counts are cached until the chunks change (a commit here, or by another connection:
-        SQLite's ``data_version``): counting a common term's rows costs ~1 ms at 100k chunks,
-        and a person's queries share most of their words."""
-        with self._db.lock:
-            version = (self._writes, int(self._db.conn.execute("PRAGMA data_version").fetchone()[0]))
-            if version != self._df_version or len(self._df) > DF_CACHE_MAX:
-                self._df.clear()
-                self._df_version = version
-                self._df_total = int(self._db.conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
-            for term in terms:
-                if term not in self._df:
-                    self._df[term] = self._doc_freq(term)
-            return self._df_total, {term: self._df[term] for term in terms}
-
-    def _doc_freq(self, term: str) -> int:
-        """Chunks holding ``term`` (a `semdexd.search.terms.tokens` token; CJK units are counted
-        in ``chunks_cjk``)."""
-        try:
-            if cjk.is_cjk_unit(term):
-                return int(self._db.conn.execute(f"SELECT count(*) FROM {_CJK_TABLE} WHERE {_CJK_TABLE} MATCH ?",
-                                                 [cjk.fts_term(term)]).fetchone()[0])
-            return int(self._db.conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
-                                             ['"' + term.replace('"', '""') + '"']).fetchone()[0])
-        except sqlite3.OperationalError:
-            return 0
-
     # ------------------------------------------------------------ crash-safe writes
 
     def journal_pending(self, items: Iterable[tuple[str, str]]) -> None:
@@ -459,7 +385,7 @@ class Manifest:
         """
         now = time.time()
         with self._db.transaction():
-            self._writes += 1  # document frequencies cached before this are stale
+            self.lexical.chunks_changed()  # document frequencies cached before this are stale
             for path in deleted:
                 self._forget(path)
             for u in updates:
