@@ -54,8 +54,8 @@ def test_filters(tmp_path):
     assert paths(Filter(types=("py",))) == ["/r/src/b.py"]
     assert paths(Filter(globs=(r"\.md$",))) == ["/r/docs/a.md", "/r/docsx/c.md"]
     assert paths(Filter(since_ns=150)) == ["/r/docsx/c.md", "/r/src/b.py"]
-    assert m.chunk_ids_where(Filter(folders=("/r/src",)), 10) == ["/r/src/b.py#word"]
-    assert m.chunk_ids_where(Filter(globs=("",)), 1) is None
+    assert m.filtered.chunk_ids(Filter(folders=("/r/src",)), 10) == ["/r/src/b.py#word"]
+    assert m.filtered.chunk_ids(Filter(globs=("",)), 1) is None
 
 
 def test_bad_fts_syntax_is_empty_not_an_error(tmp_path):

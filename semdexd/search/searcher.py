@@ -127,7 +127,7 @@ class Searcher:
     def vector_neighbours(self, vector: np.ndarray, where: Filter, k: int) -> list[Neighbour]:
         if where.empty:
             return self.store.query(vector, k)
-        ids = self.manifest.chunk_ids_where(where, PREFILTER_MAX)
+        ids = self.manifest.filtered.chunk_ids(where, PREFILTER_MAX)
         if ids is not None and len(ids) <= EXACT_MAX:
             return nearest(vector, self.vectors(ids), k)
         if ids is not None:
@@ -135,7 +135,7 @@ class Searcher:
         chroma_where = where.chroma_where()
         # Not selective: let the index filter what it can, then keep what passes the rest.
         got = self.store.query(vector, k * 4, where=chroma_where)
-        passing = self.manifest.ids_passing([n.id for n in got], where)
+        passing = self.manifest.filtered.ids_passing([n.id for n in got], where)
         return [n for n in got if n.id in passing][:k]
 
     def vectors(self, ids: list[str]) -> dict[str, np.ndarray]:

@@ -24,7 +24,8 @@ import numpy as np
 from semdexd.kinds import Kind
 from semdexd.store import cjk
 from semdexd.store.database import Database
-from semdexd.store.filter import REGEXP_SQL, Filter, regexp
+from semdexd.store.filter import REGEXP_SQL, regexp
+from semdexd.store.filtered import Filtered
 from semdexd.store.lexical import CJK_TABLE, Lexical
 
 SCHEMA_VERSION = 5
@@ -148,6 +149,7 @@ class Manifest:
     def __init__(self, path: Path) -> None:
         self._db = Database(path)
         self.lexical = Lexical(self._db)
+        self.filtered = Filtered(self._db)
         conn = self._db.conn
         conn.create_function(REGEXP_SQL, 2, regexp, deterministic=True)
         conn.create_function("semdex_has_cjk", 1, cjk.has_cjk, deterministic=True)
@@ -326,30 +328,6 @@ class Manifest:
                 "SELECT path, status, reason, kind FROM files WHERE status != 'indexed' OR reason != '' "
                 "ORDER BY indexed_at DESC LIMIT ?", (limit,)).fetchall()
         return [{"path": p, "status": s, "reason": r, "kind": k or s} for p, s, r, k in rows]
-
-    def ids_passing(self, ids: Sequence[str], where: Filter) -> set[str]:
-        """Those of ``ids`` whose chunk passes ``where``."""
-        cond, args = where.sql()
-        rows = self._db.by_ids("SELECT c.id FROM chunks c JOIN files f ON f.path = c.path WHERE c.id", ids,
-                            f" AND {cond}", args)
-        return {r[0] for r in rows}
-
-    def chunk_ids_where(self, where: Filter, limit: int) -> list[str] | None:
-        """Ids of chunks passing ``where``, or None when more than ``limit`` do (filter not selective)."""
-        cond, args = where.sql()
-        with self._db.lock:
-            rows = self._db.conn.execute(
-                f"SELECT c.id FROM chunks c JOIN files f ON f.path = c.path WHERE {cond} LIMIT ?",
-                [*args, limit + 1]).fetchall()
-        return None if len(rows) > limit else [r[0] for r in rows]
-
-    def any_file(self, where: Filter) -> bool:
-        """Whether at least one indexed file passes ``where``."""
-        cond, args = where.sql()
-        with self._db.lock:
-            row = self._db.conn.execute(
-                f"SELECT 1 FROM files f WHERE f.status = 'indexed' AND {cond} LIMIT 1", args).fetchone()
-        return row is not None
 
     def indexed_types(self) -> list[str]:
         """The file types of indexed files, sorted."""
