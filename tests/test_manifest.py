@@ -37,10 +37,10 @@ def test_forget_and_problems(tmp_path):
 def test_pending_journal_finds_orphans(tmp_path):
     m = Manifest(tmp_path / "m.sqlite3")
     m.commit_files([FileUpdate("/r/a", 1, 1, "h", "indexed", chunks=rows("/r/a", ["x"]))])
-    m.journal_pending([("/r/a#x", "/r/a"), ("orphan", "/r/b")])
-    assert m.orphan_pending() == ["orphan"]
-    m.clear_pending()
-    assert m.orphan_pending() == []
+    m.journal.add_pending([("/r/a#x", "/r/a"), ("orphan", "/r/b")])
+    assert m.journal.orphan_pending() == ["orphan"]
+    m.journal.clear_pending()
+    assert m.journal.orphan_pending() == []
 
 
 def test_filters(tmp_path):

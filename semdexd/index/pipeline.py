@@ -253,11 +253,11 @@ class Indexer:
             return self._record(path, st, Kind.SKIPPED, reason)
         if stat.S_ISDIR(st.st_mode):
             return self._forget(path)
-        self.manifest.mark_preparing(path)      # cleared once read: see `recover`
+        self.manifest.journal.mark_preparing(path)      # cleared once read: see `recover`
         try:
             return self._read(path, p, st, old, force)
         finally:
-            self.manifest.clear_preparing(path)
+            self.manifest.journal.clear_preparing(path)
 
     def _stat(self, p: Path) -> os.stat_result:
         """lstat; with ``follow_symlinks`` the target's stat (so its edits are noticed), or the
@@ -464,7 +464,7 @@ class Indexer:
         part); files that met a transient failure go back to the backlog after a back-off."""
         awaiting = self.manifest.still_awaiting([r.id for r in job.chunks])
         rows = [r for r in job.chunks if r.id in awaiting and r.id in job.vectors]
-        self.manifest.journal_pending((r.id, r.path) for r in rows)
+        self.manifest.journal.add_pending((r.id, r.path) for r in rows)
         ids = [r.id for r in rows]
         present = self.store.existing(ids) if ids else set()  # an interrupted earlier write may have stored some
         keep = [r for r in rows if r.id not in present]
@@ -516,10 +516,10 @@ class Indexer:
         crash) also compare every id in the store with the manifest (store-only ids deleted,
         files whose embedded chunks are missing from the store queued again). Files whose chunks
         await vectors join the backlog."""
-        orphans = self.manifest.orphan_pending()
+        orphans = self.manifest.journal.orphan_pending()
         if orphans:
             self.store.delete(orphans)
-        self.manifest.clear_pending()
+        self.manifest.journal.clear_pending()
         stats = {"orphans_deleted": len(orphans), "extra_deleted": 0, "files_requeued": 0,
                  "poison": self._record_poison()}
         if full_check:
@@ -568,7 +568,7 @@ class Indexer:
     def _record_poison(self) -> int:
         """Files the process died reading `POISON_AFTER_CRASHES` times: recorded as poison
         (their old chunks dropped) so they are skipped, not retried in a crash loop."""
-        crashed = self.manifest.take_crashed(POISON_AFTER_CRASHES)
+        crashed = self.manifest.journal.take_crashed(POISON_AFTER_CRASHES)
         for path, crashes in crashed:
             try:
                 st: os.stat_result | None = self._stat(Path(path))

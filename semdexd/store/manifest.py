@@ -15,7 +15,7 @@ One `Manifest` per process; it is safe to call from several threads (one connect
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from semdexd.store import cjk
 from semdexd.store.database import Database
 from semdexd.store.filter import REGEXP_SQL, regexp
 from semdexd.store.filtered import Filtered
+from semdexd.store.journal import Journal
 from semdexd.store.lexical import CJK_TABLE, Lexical
 
 SCHEMA_VERSION = 5
@@ -150,6 +151,7 @@ class Manifest:
         self._db = Database(path)
         self.lexical = Lexical(self._db)
         self.filtered = Filtered(self._db)
+        self.journal = Journal(self._db)
         conn = self._db.conn
         conn.create_function(REGEXP_SQL, 2, regexp, deterministic=True)
         conn.create_function("semdex_has_cjk", 1, cjk.has_cjk, deterministic=True)
@@ -318,7 +320,7 @@ class Manifest:
                     "UPDATE files SET kind = ?, status = ?, reason = ?, "
                     "chunks = (SELECT count(*) FROM chunks WHERE path = ?) WHERE path = ?",
                     (str(Kind.PARTIAL), Kind.PARTIAL.status, reason, path, path))
-            self._db.conn.executemany("DELETE FROM pending WHERE id = ?", [(i,) for i in vectors])
+            self.journal.settle_ids(vectors)
 
     def problems(self, limit: int = 50) -> list[dict[str, str]]:
         """Files skipped, failed or indexed only in part (truncated), with their reasons, most
@@ -336,24 +338,6 @@ class Manifest:
                 "SELECT DISTINCT file_type FROM files WHERE status = 'indexed' ORDER BY file_type").fetchall()
         return [r[0] for r in rows if r[0]]
 
-    # ------------------------------------------------------------ crash-safe writes
-
-    def journal_pending(self, items: Iterable[tuple[str, str]]) -> None:
-        """Record (chunk id, path) about to be written to the store; committed before the write."""
-        with self._db.lock:
-            self._db.conn.executemany("INSERT OR IGNORE INTO pending(id, path) VALUES (?, ?)", list(items))
-
-    def orphan_pending(self) -> list[str]:
-        """Pending ids that no committed chunk owns: an interrupted write may have stored them."""
-        with self._db.lock:
-            rows = self._db.conn.execute(
-                "SELECT p.id FROM pending p LEFT JOIN chunks c ON c.id = p.id WHERE c.id IS NULL").fetchall()
-        return [r[0] for r in rows]
-
-    def clear_pending(self) -> None:
-        with self._db.lock:
-            self._db.conn.execute("DELETE FROM pending")
-
     def commit_files(self, updates: Sequence[FileUpdate], deleted: Sequence[str] = (),
                      vectors: Mapping[str, np.ndarray] | None = None) -> None:
         """Atomically record ``updates`` (replacing each file's chunks) and forget ``deleted``;
@@ -369,7 +353,7 @@ class Manifest:
             for u in updates:
                 self._replace(u, now, vectors or {})
 
-    # ------------------------------------------------------------ failures: reread, poison
+    # ------------------------------------------------------------ failures: reread
 
     def paths_to_reread(self, extractor: str) -> list[str]:
         """Files skipped or failed (not poison) by an extractor other than ``extractor``."""
@@ -379,33 +363,10 @@ class Manifest:
                 (extractor,)).fetchall()
         return [r[0] for r in rows]
 
-    def mark_preparing(self, path: str) -> None:
-        """Journal that ``path`` is being read: if the process dies now, `take_crashed` says so."""
-        with self._db.lock:
-            self._db.conn.execute(
-                "INSERT INTO preparing(path, active, crashes) VALUES (?, 1, 0) "
-                "ON CONFLICT(path) DO UPDATE SET active=1", (path,))
-
-    def clear_preparing(self, path: str) -> None:
-        """``path`` was read without killing the process: forget its journal entry."""
-        with self._db.lock:
-            self._db.conn.execute("DELETE FROM preparing WHERE path=?", (path,))
-
-    def take_crashed(self, limit: int) -> list[tuple[str, int]]:
-        """At start-up: every path still marked as being read counts one more crash; those that
-        reached ``limit`` crashes are removed from the journal and returned as (path, crashes)
-        (the caller records them as poison). The others keep their count for the next time."""
-        with self._db.transaction():
-            self._db.conn.execute("UPDATE preparing SET crashes = crashes + 1, active = 0 WHERE active = 1")
-            rows = self._db.conn.execute(
-                "SELECT path, crashes FROM preparing WHERE crashes >= ?", (limit,)).fetchall()
-            self._db.conn.execute("DELETE FROM preparing WHERE crashes >= ?", (limit,))
-        return [(p, n) for p, n in rows]
-
     def _forget(self, path: str) -> None:
         self._db.conn.execute("DELETE FROM chunks WHERE path=?", (path,))
         self._db.conn.execute("DELETE FROM files WHERE path=?", (path,))
-        self._db.conn.execute("DELETE FROM pending WHERE path=?", (path,))
+        self.journal.settle_path(path)
 
     def _replace(self, u: FileUpdate, now: float, vectors: Mapping[str, np.ndarray]) -> None:
         old = {r[0]: r[1] for r in self._db.conn.execute("SELECT id, rowid FROM chunks WHERE path=?", (u.path,))}
@@ -431,7 +392,7 @@ class Manifest:
             "kind,extractor) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (u.path, u.size, u.mtime_ns, u.hash, Kind(u.kind).status, u.reason, u.file_type, len(u.chunks), now,
              str(u.kind), u.extractor))
-        self._db.conn.execute("DELETE FROM pending WHERE path=?", (u.path,))
+        self.journal.settle_path(u.path)
 
 
 def _pack(vector: np.ndarray | None) -> bytes | None:
