@@ -91,18 +91,18 @@ def test_vectors_kept_beside_chunks_and_an_older_manifest_gains_the_column(tmp_p
     m = Manifest(path)
     old = rows("/r/a", ["x", "y"])
     m.commit_files([FileUpdate("/r/a", 1, 1, "h", "indexed", chunks=old)])
-    assert m.chunk_vectors([c.id for c in old]) == {}  # written without vectors: the caller asks the store
+    assert m.copies.vectors([c.id for c in old]) == {}  # written without vectors: the caller asks the store
     rng = np.random.default_rng(0)
     vecs = {c.id: (v / np.linalg.norm(v)).astype(np.float32) for c, v in zip(old, rng.normal(size=(2, 8)))}
     new = rows("/r/a", ["x", "y", "z"])
     vecs[new[2].id] = vecs[old[0].id]
     m.commit_files([FileUpdate("/r/a", 2, 2, "h2", "indexed", chunks=new)], vectors=vecs)
-    got = m.chunk_vectors([c.id for c in new] + ["unknown"])
+    got = m.copies.vectors([c.id for c in new] + ["unknown"])
     assert set(got) == {c.id for c in new}  # the new chunk, and the unchanged ones that had none
     for cid, v in got.items():
         assert v.dtype == np.float32 and float(v @ vecs[cid]) > 0.9999
     m.commit_files([FileUpdate("/r/a", 3, 3, "h3", "indexed", chunks=new[:1])])
-    assert set(m.chunk_vectors([c.id for c in new])) == {new[0].id}  # go with their chunks
+    assert set(m.copies.vectors([c.id for c in new])) == {new[0].id}  # go with their chunks
     fresh = tmp_path / "fresh.sqlite3"
     Manifest(fresh).close()
     for db_path in (path, fresh):  # a start finds the chunks left without a vector through an index
@@ -124,7 +124,7 @@ def test_words_first_then_vectors_then_a_failed_chunk(tmp_path):
     vec = np.ones(4, np.float32) / 2
     m.commit_vectors({"/r/a.md#one": vec, "/r/a.md#gone": vec}, {"/r/a.md": (["/r/a.md#three"], "partly indexed: x")})
     assert [r.text for r in m.awaiting_chunks(["/r/a.md"])] == ["two"]
-    assert set(m.chunk_vectors(["/r/a.md#one", "/r/a.md#two"])) == {"/r/a.md#one"}
+    assert set(m.copies.vectors(["/r/a.md#one", "/r/a.md#two"])) == {"/r/a.md#one"}
     assert m.all_chunk_ids(embedded=True) == {"/r/a.md#one"}
     row = m.file("/r/a.md")
     assert row is not None and (row.kind, row.reason, row.chunks) == ("partial", "partly indexed: x", 2)

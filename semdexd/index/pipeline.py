@@ -552,12 +552,12 @@ class Indexer:
         after, kept, start = 0, 0, time.monotonic()
         try:
             while not self._stopping.is_set():
-                rows = self.manifest.chunks_without_vectors(after, page)
+                rows = self.manifest.copies.missing(after, page)
                 if not rows:
                     break
                 after = rows[-1][0]
                 vectors = self.store.vectors([cid for _, cid in rows])
-                self.manifest.keep_vectors(vectors)
+                self.manifest.copies.keep(vectors)
                 kept += len(vectors)
         except Exception as exc:
             log.warning("vectors_not_kept", error=f"{type(exc).__name__}: {exc}", kept=kept)

@@ -9,6 +9,13 @@ Before a store write, the ids about to be written are journalled in ``pending``;
 pending ids that no committed chunk owns are deleted from the store, so an interrupted write never
 leaves an orphan vector behind.
 
+This module keeps the schema (and its migration) and the file and chunk rows. The other concerns
+live beside it, on the same connection and lock (`semdexd.store.database`), each reached as an
+attribute: ``lexical`` (FTS5 ranking, document frequencies: `semdexd.store.lexical`),
+``filtered`` (what a search filter lets through: `semdexd.store.filtered`), ``journal`` (pending
+store writes, files being read: `semdexd.store.journal`) and ``copies`` (the vectors' float16
+copies: `semdexd.store.copies`).
+
 One `Manifest` per process; it is safe to call from several threads (one connection, a lock).
 """
 
@@ -23,6 +30,7 @@ import numpy as np
 
 from semdexd.kinds import Kind
 from semdexd.store import cjk
+from semdexd.store.copies import Copies, pack
 from semdexd.store.database import Database
 from semdexd.store.filter import REGEXP_SQL, regexp
 from semdexd.store.filtered import Filtered
@@ -90,6 +98,7 @@ _CJK_SCHEMA = (
     f"INSERT INTO {CJK_TABLE}({CJK_TABLE}, rowid, terms) VALUES ('delete', old.rowid, semdex_cjk_terms(old.text)); END",
 )
 
+
 _CHUNK_COLUMNS = "id,path,ord,hash,start_line,end_line,start_byte,end_byte,text"   # a ChunkRow
 
 # Columns added after schema 1, with their definitions (added to older databases on open).
@@ -152,6 +161,7 @@ class Manifest:
         self.lexical = Lexical(self._db)
         self.filtered = Filtered(self._db)
         self.journal = Journal(self._db)
+        self.copies = Copies(self._db)
         conn = self._db.conn
         conn.create_function(REGEXP_SQL, 2, regexp, deterministic=True)
         conn.create_function("semdex_has_cjk", 1, cjk.has_cjk, deterministic=True)
@@ -246,26 +256,6 @@ class Manifest:
         rows = self._db.by_ids(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id", ids)
         return {r[0]: ChunkRow(*r) for r in rows}
 
-    def chunk_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """The vectors kept beside ``ids`` (float32 from float16: cosines within ~1e-4 of the
-        store's); chunks written before the manifest kept them are left out (ask the store)."""
-        rows = self._db.by_ids("SELECT id, vec FROM chunks WHERE id", ids, " AND vec IS NOT NULL")
-        return {cid: np.frombuffer(blob, np.float16).astype(np.float32) for cid, blob in rows}
-
-    def chunks_without_vectors(self, after: int, limit: int) -> list[tuple[int, str]]:
-        """Up to ``limit`` (rowid, id) of chunks with no kept vector, rowid above ``after``, in
-        rowid order (a cursor: chunks the store lacks are not returned again)."""
-        with self._db.lock:
-            return self._db.conn.execute("SELECT rowid, id FROM chunks WHERE rowid > ? AND vec IS NULL AND embedded = 1 "
-                                         "ORDER BY rowid LIMIT ?", (after, limit)).fetchall()
-
-    def keep_vectors(self, vectors: Mapping[str, np.ndarray]) -> None:
-        """Keep ``vectors`` beside those of their chunks that have none (chunks are unchanged:
-        a row's text, hence its id and vector, never change)."""
-        with self._db.transaction():
-            self._db.conn.executemany("UPDATE chunks SET vec = ? WHERE id = ? AND vec IS NULL",
-                                      [(_pack(v), cid) for cid, v in vectors.items()])
-
     def all_chunk_ids(self, embedded: bool = False) -> set[str]:
         """Every chunk id; with ``embedded``, only those whose vector is in the store."""
         with self._db.lock:
@@ -313,7 +303,7 @@ class Manifest:
         with self._db.transaction():
             self.lexical.chunks_changed()
             self._db.conn.executemany("UPDATE chunks SET embedded = 1, vec = ? WHERE id = ? AND embedded = 0",
-                                      [(_pack(v), cid) for cid, v in vectors.items()])
+                                      [(pack(v), cid) for cid, v in vectors.items()])
             for path, (ids, reason) in failed.items():
                 self._db.conn.executemany("DELETE FROM chunks WHERE id = ? AND embedded = 0", [(i,) for i in ids])
                 self._db.conn.execute(
@@ -341,7 +331,7 @@ class Manifest:
     def commit_files(self, updates: Sequence[FileUpdate], deleted: Sequence[str] = (),
                      vectors: Mapping[str, np.ndarray] | None = None) -> None:
         """Atomically record ``updates`` (replacing each file's chunks) and forget ``deleted``;
-        ``vectors`` (by chunk id) are kept beside their chunks (see `chunk_vectors`).
+        ``vectors`` (by chunk id) are kept beside their chunks (see `semdexd.store.copies`).
 
         Call only after the store holds every chunk of ``updates`` and none of their stale ones.
         """
@@ -378,7 +368,7 @@ class Manifest:
                 self._db.conn.execute(
                     "UPDATE chunks SET ord=?, start_line=?, end_line=?, start_byte=?, end_byte=?, "
                     "vec=coalesce(vec, ?) WHERE rowid=?",
-                    (c.ord, c.start_line, c.end_line, c.start_byte, c.end_byte, _pack(vectors.get(c.id)),
+                    (c.ord, c.start_line, c.end_line, c.start_byte, c.end_byte, pack(vectors.get(c.id)),
                      old[c.id]))
             else:
                 vector = vectors.get(c.id)
@@ -386,7 +376,7 @@ class Manifest:
                     "INSERT INTO chunks(id,path,ord,hash,start_line,end_line,start_byte,end_byte,text,vec,embedded) "
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (c.id, c.path, c.ord, c.hash, c.start_line, c.end_line, c.start_byte, c.end_byte, c.text,
-                     _pack(vector), int(vector is not None)))
+                     pack(vector), int(vector is not None)))
         self._db.conn.execute(
             "INSERT OR REPLACE INTO files(path,size,mtime_ns,hash,status,reason,file_type,chunks,indexed_at,"
             "kind,extractor) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -394,8 +384,3 @@ class Manifest:
              str(u.kind), u.extractor))
         self.journal.settle_path(u.path)
 
-
-def _pack(vector: np.ndarray | None) -> bytes | None:
-    """A vector as the manifest keeps it (float16: half the bytes; cosines move by at most ~6e-5,
-    median 7e-6, against the store's float32, 100 queries x 7k chunks)."""
-    return None if vector is None else np.asarray(vector, dtype=np.float16).tobytes()
