@@ -170,6 +170,7 @@ class Service:
         from semdexd.embed.model import prepare_model
         from semdexd.embed.pool import EmbedPool
         from semdexd.index.pipeline import Indexer
+        from semdexd.index.recovery import recover
         from semdexd.search import Searcher, for_model
         from semdexd.store.manifest import Manifest
         from semdexd.store.previous import META_COMPLETE, find_previous, record_model
@@ -195,7 +196,8 @@ class Service:
                 undo.callback(previous.close)
             indexer = Indexer(cfg, manifest, store, pool, pool.token_counter().count, info.max_tokens, self.metrics)
             undo.callback(indexer.stop)
-            indexer.recover(full_check=manifest.get_meta("clean_shutdown") != "1")
+            recover(manifest, store, indexer.queue, indexer.backlog,
+                    full_check=manifest.get_meta("clean_shutdown") != "1", follow_symlinks=cfg.index.follow_symlinks)
             manifest.set_meta("clean_shutdown", "0")
             searcher = Searcher(manifest, store, pool, for_model(info.name)) if previous is None else \
                 Searcher(previous.manifest, previous.store, previous.embedder, for_model(previous.model.name))

@@ -24,7 +24,6 @@ is kept and retried with back-off while the prepare stage pauses (state ``degrad
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -45,7 +44,7 @@ from semdexd.index.backlog import Backlog, Waiting
 from semdexd.index.changes import Change, ChangeQueue, Urgency
 from semdexd.index.health import WriteHealth, describe, store_unavailable
 from semdexd.index.metrics import Metrics
-from semdexd.index.prepare import FileJob, Preparer, record, stat_of
+from semdexd.index.prepare import FileJob, Preparer, record
 from semdexd.kinds import Kind
 from semdexd.store.manifest import ChunkRow, Manifest
 from semdexd.store.vectors import VectorStore, chunk_metadata
@@ -57,9 +56,6 @@ log = structlog.get_logger()
 GROUP_CHUNKS = 64      # chunks per embed call: enough to keep every worker busy
 TAKE_FILES = 32        # paths prepared per round (one words commit)
 EMBED_FILES = 8        # files whose awaiting chunks one embed call takes, at most
-# A file the daemon died reading this many times (in a row, across restarts) is poison. Not 1:
-# a kill -9 or an unrelated crash during a big file's read must not blacklist that file.
-POISON_AFTER_CRASHES = 2
 POLL_S = 0.2           # how often a blocked stage looks at the stop flag
 TRANSIENT_RETRY = Backoff(first_s=5.0, max_s=600.0)  # a transient failure in a row: 5 s, 10 s, 20 s, ... 10 min
 
@@ -387,41 +383,7 @@ class Indexer:
                 self.queue.touch(path, delay=delay, force=True)
         self.metrics.count("files_retried", len(paths))
 
-    # ------------------------------------------------------------ recovery
-
-    def recover(self, full_check: bool) -> dict[str, int]:
-        """At start: delete orphan vectors of interrupted writes; with ``full_check`` (after a
-        crash) also compare every id in the store with the manifest (store-only ids deleted,
-        files whose embedded chunks are missing from the store queued again). Files whose chunks
-        await vectors join the backlog."""
-        orphans = self.manifest.journal.orphan_pending()
-        if orphans:
-            self.store.delete(orphans)
-        self.manifest.journal.clear_pending()
-        stats = {"orphans_deleted": len(orphans), "extra_deleted": 0, "files_requeued": 0,
-                 "poison": self._record_poison()}
-        if full_check:
-            in_store = self.store.all_ids()
-            extra = sorted(in_store - self.manifest.all_chunk_ids())
-            if extra:
-                self.store.delete(extra)
-            missing = self.manifest.all_chunk_ids(embedded=True) - in_store
-            if missing:
-                paths = {r.path for r in self.manifest.chunks_by_id(sorted(missing)).values()}
-                for p in paths:
-                    # Forget it (so it is redone whole), with the vectors it still has in the
-                    # store: if the file changed meanwhile, nothing else would ever delete them.
-                    self.store.delete([r.id for r in self.manifest.chunks_of(p)])
-                    self.manifest.commit_files([], deleted=[p])
-                    self.queue.touch(p)
-                stats["files_requeued"] = len(paths)
-            stats["extra_deleted"] = len(extra)
-        awaiting = self.manifest.awaiting_files()
-        for path, mtime_ns, size in awaiting:
-            self.backlog.add(path, Waiting(Urgency.BACKLOG, mtime_ns, size))
-        stats["files_awaiting"] = len(awaiting)
-        log.info("recovered", **stats)
-        return stats
+    # ------------------------------------------------------------ vector copies
 
     def keep_vectors(self, page: int = 200) -> int:
         """Copy from the store into the manifest the vectors of chunks written before the manifest
@@ -442,21 +404,3 @@ class Indexer:
         if kept:
             log.info("vectors_kept", chunks=kept, s=round(time.monotonic() - start, 1))
         return kept
-
-    def _record_poison(self) -> int:
-        """Files the process died reading `POISON_AFTER_CRASHES` times: recorded as poison
-        (their old chunks dropped) so they are skipped, not retried in a crash loop."""
-        crashed = self.manifest.journal.take_crashed(POISON_AFTER_CRASHES)
-        for path, crashes in crashed:
-            try:
-                st: os.stat_result | None = stat_of(Path(path), self.cfg.index.follow_symlinks)
-            except OSError:
-                st = None
-            reason = (f"failed: crashed the daemon while being read ({crashes} times): skipped "
-                      f"(semdex reindex {path} to retry)")
-            log.error("file_poison", path=path, crashes=crashes)
-            job = record(self.manifest, path, st, Kind.POISON, reason)
-            self.store.delete(job.stale)
-            assert job.update is not None
-            self.manifest.commit_files([job.update])
-        return len(crashed)
