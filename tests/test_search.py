@@ -12,6 +12,7 @@ import pytest
 from semdexd.api.types import ApiError
 from semdexd.search import SearchRequest, fts_queries, phrase_query, request_filter
 from semdexd.app.service import Service
+from semdexd.index.backfill import keep_vectors
 from tests.support import Instance, wait_for
 
 NOTES = {
@@ -179,7 +180,7 @@ def test_an_index_without_kept_vectors_gives_the_same_answers(svc):
             db.execute("UPDATE chunks SET vec = NULL")
         assert svc.manifest.copies.vectors([cid for cid, _ in saved]) == {}
         after = [search(svc, q, limit=20, **kw) for q, kw in queries]
-        assert svc.indexer.keep_vectors(page=7) == len(saved)  # what a start does: copied from the store
+        assert keep_vectors(svc.manifest, svc.store, svc.indexer.stopping, page=7) == len(saved)  # what a start does: copied from the store
         restored = svc.manifest.copies.vectors([cid for cid, _ in saved])
         assert set(restored) == {cid for cid, _ in saved}  # (float16 of the store's vector: the last bit may differ)
         assert min(float(restored[cid] @ np.frombuffer(v, np.float16)) for cid, v in saved) > 0.9999

@@ -212,6 +212,8 @@ class Service:
         """Once the first index has caught up: log its figures (with ``PROFILE=true`` the stage
         table too), copy into the manifest the vectors an older version did not keep there, and
         remove indexes of an older model/chunker, built beside this one."""
+        from semdexd.index.backfill import keep_vectors
+
         parts = self._parts()
         while not self._stopping.is_set() and parts.indexer.busy():
             self._stopping.wait(0.5)
@@ -219,7 +221,7 @@ class Service:
             return
         log.info("initial_index_done", s=round(time.time() - self._started_at, 1), **parts.manifest.counts())
         self._log_profile()
-        parts.indexer.keep_vectors()
+        keep_vectors(parts.manifest, parts.store, parts.indexer.stopping)
         self._complete_rebuild(parts)
         layout = Layout.of(self.cfg)
         for old in layout.keys():

@@ -146,6 +146,12 @@ class Indexer:
             t.start()
             self._threads.append(t)
 
+    @property
+    def stopping(self) -> threading.Event:
+        """Set once the indexer is asked to stop (work outside its threads, such as
+        `semdexd.index.backfill.keep_vectors`, stops with it)."""
+        return self._stopping
+
     def request_stop(self) -> None:
         """Ask every stage to end: the write in progress completes, nothing else is drained."""
         self._stopping.set()
@@ -382,25 +388,3 @@ class Indexer:
             else:
                 self.queue.touch(path, delay=delay, force=True)
         self.metrics.count("files_retried", len(paths))
-
-    # ------------------------------------------------------------ vector copies
-
-    def keep_vectors(self, page: int = 200) -> int:
-        """Copy from the store into the manifest the vectors of chunks written before the manifest
-        kept them (an index built by an older version), a page at a time; returns how many. Stops
-        when stopping, and at the first error (logged: the next start goes on from there)."""
-        after, kept, start = 0, 0, time.monotonic()
-        try:
-            while not self._stopping.is_set():
-                rows = self.manifest.copies.missing(after, page)
-                if not rows:
-                    break
-                after = rows[-1][0]
-                vectors = self.store.vectors([cid for _, cid in rows])
-                self.manifest.copies.keep(vectors)
-                kept += len(vectors)
-        except Exception as exc:
-            log.warning("vectors_not_kept", error=f"{type(exc).__name__}: {exc}", kept=kept)
-        if kept:
-            log.info("vectors_kept", chunks=kept, s=round(time.monotonic() - start, 1))
-        return kept
