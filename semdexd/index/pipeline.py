@@ -38,17 +38,16 @@ import structlog
 from semdexd.backoff import Backoff
 from semdexd.config import Config
 from semdexd.embed.jobs import Embedder
-from semdexd.extract import EXTRACTOR_VERSION
 from semdexd.faults import Faults
 from semdexd.index.backlog import Backlog, Waiting
 from semdexd.index.changes import Change, ChangeQueue, Urgency
 from semdexd.index.health import WriteHealth, describe, store_unavailable
 from semdexd.index.metrics import Metrics
 from semdexd.index.prepare import FileJob, Preparer, record
+from semdexd.index.reconcile import reconcile
 from semdexd.kinds import Kind
 from semdexd.store.manifest import ChunkRow, Manifest
 from semdexd.store.vectors import VectorStore, chunk_metadata
-from semdexd.tree.ignore import walk
 from semdexd.tree.roots import Roots
 
 log = structlog.get_logger()
@@ -110,25 +109,9 @@ class Indexer:
         self.roots = Roots(self.cfg, folders)
 
     def scan(self, urgency: Urgency = Urgency.BACKLOG) -> int:
-        """Reconcile: queue every file whose size/mtime differs from the manifest, every new file,
-        and every recorded file that is gone or no longer under a folder. Returns paths queued."""
-        with self.metrics.stage("scan"):
-            known = self.manifest.stat_map()
-            reread = set(self.manifest.paths_to_reread(EXTRACTOR_VERSION))
-            seen: set[str] = set()
-            queued = 0
-            for root, rules in self.roots.items():
-                for path, st in walk(root, rules, self.cfg.index.follow_symlinks):
-                    key = str(path)
-                    seen.add(key)
-                    if st is None or known.get(key) != (st.st_size, st.st_mtime_ns) or key in reread:
-                        self.queue.touch(key, urgency=urgency)
-                        queued += 1
-            for key in known.keys() - seen:
-                self.queue.touch(key, urgency=urgency)
-                queued += 1
-        log.info("scan_done", queued=queued, known=len(known), seen=len(seen))
-        return queued
+        """The reconcile scan over the current folders (`semdexd.index.reconcile`): returns paths
+        queued."""
+        return reconcile(self.roots, self.manifest, self.queue, self.metrics, urgency)
 
     def enqueue(self, path: str, delay: float | None = None, force: bool = False,
                 urgency: Urgency = Urgency.LIVE) -> None:
