@@ -13,8 +13,10 @@ to the manifest, its new chunks marked as awaiting vectors: from then on lexical
 search find it. Writing vectors journals their ids, adds those the store lacks, then marks the
 chunks embedded in the manifest (last), for chunks that still await them (a file edited again
 meanwhile has other chunks). One writer thread does both, so the two never interleave. A crash
-anywhere leaves a state the start-up recovery (`recover`) and the reconcile scan turn into the
-clean result; chunks still awaiting vectors are found again in the manifest.
+anywhere leaves a state the start-up recovery (`semdexd.index.recovery`) and the reconcile scan
+(`semdexd.index.reconcile`) turn into the clean result; chunks still awaiting vectors are found
+again in the manifest. What a path needs (the prepare stage's work on one file) is decided in
+`semdexd.index.prepare`.
 
 Stopping is prompt: every stage waits on its queue with a short timeout and looks at the stop
 flag; the write in progress completes, prepared or embedded groups are dropped (redone by the next
