@@ -141,7 +141,7 @@ def rows(path: str, texts: list[str]) -> tuple[ChunkRow, ...]:
 
 
 def ids(m: Manifest, query: str) -> set[str]:
-    return {cid for _, index, match in lexical_queries(query) for cid, _ in m.lexical(match, 50, None, index)}
+    return {cid for _, index, match in lexical_queries(query) for cid, _ in m.lexical.search(match, 50, None, index)}
 
 
 def cjk_rows(db: Path) -> int:
@@ -180,7 +180,7 @@ def test_chunks_cjk_follows_the_chunks(tmp_path: Path) -> None:
     assert ids(m, "税") == {a0} and ids(m, "表格") == {a0} and ids(m, "母") == {"/r/b.md#酵母"}
     assert ids(m, "务局") == {a0} and ids(m, "局务") == set()
     assert cjk_rows(tmp_path / "m.sqlite3") == 2, "only chunks holding CJK have a row"
-    assert m.doc_freqs(["税", "表格", "酵母", "here"])[1] == {"税": 1, "表格": 1, "酵母": 1, "here": 1}
+    assert m.lexical.doc_freqs(["税", "表格", "酵母", "here"])[1] == {"税": 1, "表格": 1, "酵母": 1, "here": 1}
     m.commit_files([FileUpdate("/r/a.md", 2, 2, "h2", "indexed", chunks=rows("/r/a.md", ["发票"]))],
                    deleted=["/r/b.md"])
     assert ids(m, "税") == set() and ids(m, "酵母") == set() and ids(m, "发票") == {"/r/a.md#发票"}

@@ -110,7 +110,7 @@ def index_snapshot(inst: Instance) -> tuple[set[str], set[str], dict[str, str]]:
         con.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
         with_word = {r[0] for r in con.execute("SELECT id FROM chunks WHERE text LIKE '%reliability%'")}
     # ... and finds exactly the chunks that contain a word
-    assert {i for i, _ in manifest.lexical('"reliability"', 10_000)} == with_word
+    assert {i for i, _ in manifest.lexical.search('"reliability"', 10_000)} == with_word
     out = (chunk_ids, store.all_ids(), files)
     manifest.close()
     return out

@@ -64,8 +64,8 @@ def test_kinds_are_recorded_and_old_extractor_skips_are_reread(service) -> None:
     a, blank = svc.manifest.file(str(folder / "a.md")), svc.manifest.file(str(folder / "blank.txt"))
     assert (a.kind.status, a.kind, a.extractor) == ("indexed", "indexed", EXTRACTOR_VERSION)
     assert (blank.kind.status, blank.kind, blank.reason) == ("skipped", "skipped", "skipped: empty")
-    with svc.manifest._lock:   # as an older release would have left it
-        svc.manifest._db.execute("UPDATE files SET extractor='1' WHERE path=?", (str(folder / "blank.txt"),))
+    with svc.manifest._db.lock:   # as an older release would have left it
+        svc.manifest._db.conn.execute("UPDATE files SET extractor='1' WHERE path=?", (str(folder / "blank.txt"),))
     assert svc.indexer.scan() >= 1
     wait_for(lambda: svc.manifest.file(str(folder / "blank.txt")).extractor == EXTRACTOR_VERSION,
              timeout=60, what="blank.txt read again by the current extractor")

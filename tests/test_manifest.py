@@ -14,11 +14,11 @@ def test_commit_replaces_chunks_and_fts_follows(tmp_path):
     m = Manifest(tmp_path / "m.sqlite3")
     m.commit_files([FileUpdate("/r/a.py", 1, 1, "h", "indexed", file_type="py",
                                chunks=rows("/r/a.py", ["alpha parse_config", "beta"]))])
-    assert [c for c, _ in m.lexical('"parse config"', 10)] == ["/r/a.py#alpha parse_config"]
+    assert [c for c, _ in m.lexical.search('"parse config"', 10)] == ["/r/a.py#alpha parse_config"]
     m.commit_files([FileUpdate("/r/a.py", 2, 2, "h2", "indexed", file_type="py",
                                chunks=rows("/r/a.py", ["beta", "gamma"]))])
-    assert m.lexical('"alpha"', 10) == []
-    assert [c for c, _ in m.lexical('"gamma"', 10)] == ["/r/a.py#gamma"]
+    assert m.lexical.search('"alpha"', 10) == []
+    assert [c for c, _ in m.lexical.search('"gamma"', 10)] == ["/r/a.py#gamma"]
     # committed without vectors: their words are in, their vectors awaited
     assert m.counts() == {"indexed": 1, "skipped": 0, "failed": 0, "chunks": 2, "chunks_awaiting": 2,
                           "files_awaiting": 1}
@@ -31,16 +31,16 @@ def test_forget_and_problems(tmp_path):
     assert m.problems() == [{"path": "/r/a.bin", "status": "skipped", "reason": "skipped: binary", "kind": "skipped"}]
     m.commit_files([], deleted=["/r/b.md"])
     assert m.chunks_of("/r/b.md") == [] and m.file("/r/b.md") is None
-    assert m.lexical('"x"', 10) == []
+    assert m.lexical.search('"x"', 10) == []
 
 
 def test_pending_journal_finds_orphans(tmp_path):
     m = Manifest(tmp_path / "m.sqlite3")
     m.commit_files([FileUpdate("/r/a", 1, 1, "h", "indexed", chunks=rows("/r/a", ["x"]))])
-    m.journal_pending([("/r/a#x", "/r/a"), ("orphan", "/r/b")])
-    assert m.orphan_pending() == ["orphan"]
-    m.clear_pending()
-    assert m.orphan_pending() == []
+    m.journal.add_pending([("/r/a#x", "/r/a"), ("orphan", "/r/b")])
+    assert m.journal.orphan_pending() == ["orphan"]
+    m.journal.clear_pending()
+    assert m.journal.orphan_pending() == []
 
 
 def test_filters(tmp_path):
@@ -49,18 +49,18 @@ def test_filters(tmp_path):
                     FileUpdate("/r/src/b.py", 1, 200, "h", "indexed", file_type="py", chunks=rows("/r/src/b.py", ["word"])),
                     FileUpdate("/r/docsx/c.md", 1, 300, "h", "indexed", file_type="md", chunks=rows("/r/docsx/c.md", ["word"]))])
     def paths(f):
-        return sorted(c.split("#")[0] for c, _ in m.lexical('"word"', 10, f))
+        return sorted(c.split("#")[0] for c, _ in m.lexical.search('"word"', 10, f))
     assert paths(Filter(folders=("/r/docs",))) == ["/r/docs/a.md"]
     assert paths(Filter(types=("py",))) == ["/r/src/b.py"]
     assert paths(Filter(globs=(r"\.md$",))) == ["/r/docs/a.md", "/r/docsx/c.md"]
     assert paths(Filter(since_ns=150)) == ["/r/docsx/c.md", "/r/src/b.py"]
-    assert m.chunk_ids_where(Filter(folders=("/r/src",)), 10) == ["/r/src/b.py#word"]
-    assert m.chunk_ids_where(Filter(globs=("",)), 1) is None
+    assert m.filtered.chunk_ids(Filter(folders=("/r/src",)), 10) == ["/r/src/b.py#word"]
+    assert m.filtered.chunk_ids(Filter(globs=("",)), 1) is None
 
 
 def test_bad_fts_syntax_is_empty_not_an_error(tmp_path):
     m = Manifest(tmp_path / "m.sqlite3")
-    assert m.lexical('"unterminated', 10) == []
+    assert m.lexical.search('"unterminated', 10) == []
 
 
 def test_doc_freqs_follow_every_write_even_another_connections(tmp_path):
@@ -68,12 +68,12 @@ def test_doc_freqs_follow_every_write_even_another_connections(tmp_path):
     process) is seen by the next call."""
     m = Manifest(tmp_path / "m.sqlite3")
     m.commit_files([FileUpdate("/r/a.md", 1, 1, "h", "indexed", chunks=rows("/r/a.md", ["bread oven", "oven"]))])
-    assert m.doc_freqs(["oven", "bread", "rye"]) == (2, {"oven": 2, "bread": 1, "rye": 0})
+    assert m.lexical.doc_freqs(["oven", "bread", "rye"]) == (2, {"oven": 2, "bread": 1, "rye": 0})
     m.commit_files([FileUpdate("/r/b.md", 1, 1, "h", "indexed", chunks=rows("/r/b.md", ["rye oven"]))])
-    assert m.doc_freqs(["oven", "rye"]) == (3, {"oven": 3, "rye": 1})
+    assert m.lexical.doc_freqs(["oven", "rye"]) == (3, {"oven": 3, "rye": 1})
     other = Manifest(tmp_path / "m.sqlite3")
     other.commit_files([], deleted=["/r/a.md"])
-    assert m.doc_freqs(["oven", "bread", "rye"]) == (1, {"oven": 1, "bread": 0, "rye": 1})
+    assert m.lexical.doc_freqs(["oven", "bread", "rye"]) == (1, {"oven": 1, "bread": 0, "rye": 1})
     other.close()
 
 
@@ -91,18 +91,18 @@ def test_vectors_kept_beside_chunks_and_an_older_manifest_gains_the_column(tmp_p
     m = Manifest(path)
     old = rows("/r/a", ["x", "y"])
     m.commit_files([FileUpdate("/r/a", 1, 1, "h", "indexed", chunks=old)])
-    assert m.chunk_vectors([c.id for c in old]) == {}  # written without vectors: the caller asks the store
+    assert m.copies.vectors([c.id for c in old]) == {}  # written without vectors: the caller asks the store
     rng = np.random.default_rng(0)
     vecs = {c.id: (v / np.linalg.norm(v)).astype(np.float32) for c, v in zip(old, rng.normal(size=(2, 8)))}
     new = rows("/r/a", ["x", "y", "z"])
     vecs[new[2].id] = vecs[old[0].id]
     m.commit_files([FileUpdate("/r/a", 2, 2, "h2", "indexed", chunks=new)], vectors=vecs)
-    got = m.chunk_vectors([c.id for c in new] + ["unknown"])
+    got = m.copies.vectors([c.id for c in new] + ["unknown"])
     assert set(got) == {c.id for c in new}  # the new chunk, and the unchanged ones that had none
     for cid, v in got.items():
         assert v.dtype == np.float32 and float(v @ vecs[cid]) > 0.9999
     m.commit_files([FileUpdate("/r/a", 3, 3, "h3", "indexed", chunks=new[:1])])
-    assert set(m.chunk_vectors([c.id for c in new])) == {new[0].id}  # go with their chunks
+    assert set(m.copies.vectors([c.id for c in new])) == {new[0].id}  # go with their chunks
     fresh = tmp_path / "fresh.sqlite3"
     Manifest(fresh).close()
     for db_path in (path, fresh):  # a start finds the chunks left without a vector through an index
@@ -124,7 +124,7 @@ def test_words_first_then_vectors_then_a_failed_chunk(tmp_path):
     vec = np.ones(4, np.float32) / 2
     m.commit_vectors({"/r/a.md#one": vec, "/r/a.md#gone": vec}, {"/r/a.md": (["/r/a.md#three"], "partly indexed: x")})
     assert [r.text for r in m.awaiting_chunks(["/r/a.md"])] == ["two"]
-    assert set(m.chunk_vectors(["/r/a.md#one", "/r/a.md#two"])) == {"/r/a.md#one"}
+    assert set(m.copies.vectors(["/r/a.md#one", "/r/a.md#two"])) == {"/r/a.md#one"}
     assert m.all_chunk_ids(embedded=True) == {"/r/a.md#one"}
     row = m.file("/r/a.md")
     assert row is not None and (row.kind, row.reason, row.chunks) == ("partial", "partly indexed: x", 2)

@@ -7,7 +7,7 @@ import signal
 import sqlite3
 from pathlib import Path
 
-from semdexd.index.pipeline import POISON_AFTER_CRASHES
+from semdexd.index.recovery import POISON_AFTER_CRASHES
 from tests.support import Instance, wait_for
 from tests.test_crash import Daemon, _idle, index_snapshot
 

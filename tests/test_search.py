@@ -12,6 +12,7 @@ import pytest
 from semdexd.api.types import ApiError
 from semdexd.search import SearchRequest, fts_queries, phrase_query, request_filter
 from semdexd.app.service import Service
+from semdexd.index.backfill import keep_vectors
 from tests.support import Instance, wait_for
 
 NOTES = {
@@ -157,7 +158,7 @@ def test_similar_is_not_crowded_out_by_a_big_files_own_chunks(svc, monkeypatch):
 
 def test_manifest_keeps_every_chunks_vector_as_the_store_has_it(svc):
     ids = sorted(svc.manifest.all_chunk_ids())
-    kept, stored = svc.manifest.chunk_vectors(ids), svc.store.vectors(ids)
+    kept, stored = svc.manifest.copies.vectors(ids), svc.store.vectors(ids)
     assert set(kept) == set(stored) == set(ids)
     assert min(float(kept[i] @ stored[i]) for i in ids) > 0.9999
 
@@ -177,10 +178,10 @@ def test_an_index_without_kept_vectors_gives_the_same_answers(svc):
     try:
         with db:
             db.execute("UPDATE chunks SET vec = NULL")
-        assert svc.manifest.chunk_vectors([cid for cid, _ in saved]) == {}
+        assert svc.manifest.copies.vectors([cid for cid, _ in saved]) == {}
         after = [search(svc, q, limit=20, **kw) for q, kw in queries]
-        assert svc.indexer.keep_vectors(page=7) == len(saved)  # what a start does: copied from the store
-        restored = svc.manifest.chunk_vectors([cid for cid, _ in saved])
+        assert keep_vectors(svc.manifest, svc.store, svc.indexer.stopping, page=7) == len(saved)  # what a start does: copied from the store
+        restored = svc.manifest.copies.vectors([cid for cid, _ in saved])
         assert set(restored) == {cid for cid, _ in saved}  # (float16 of the store's vector: the last bit may differ)
         assert min(float(restored[cid] @ np.frombuffer(v, np.float16)) for cid, v in saved) > 0.9999
     finally:

@@ -28,10 +28,10 @@ def test_tied_bm25_scores_are_ordered_by_chunk_id_whatever_the_insertion_order(t
     paths = ["/r/b.md", "/r/c.md", "/r/a.md", "/r/d.md"]
     first = manifest_with(tmp_path / "one", paths)
     second = manifest_with(tmp_path / "two", list(reversed(paths)))
-    one, two = first.lexical('"sourdough"', 10), second.lexical('"sourdough"', 10)
+    one, two = first.lexical.search('"sourdough"', 10), second.lexical.search('"sourdough"', 10)
     assert len({s for _, s in one}) == 1, "the scores are tied"
     assert [c for c, _ in one] == [c for c, _ in two] == sorted(f"{p}#0" for p in paths)
-    assert [c for c, _ in first.lexical('"sourdough"', 2)] == ["/r/a.md#0", "/r/b.md#0"]
+    assert [c for c, _ in first.lexical.search('"sourdough"', 2)] == ["/r/a.md#0", "/r/b.md#0"]
 
 
 def test_tied_hits_are_ordered_by_path_then_line(tmp_path):

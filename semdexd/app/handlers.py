@@ -142,7 +142,7 @@ class Api:
     def _empty_notice(self, req: SearchRequest, where: Filter, manifest: Manifest) -> str | None:
         """Why a search found nothing above the cutoff in ``manifest`` (the searcher's), when the
         reason is the filter."""
-        if where.empty or manifest.any_file(where):
+        if where.empty or manifest.filtered.any_file(where):
             return None
         parts = []
         if req.paths:

@@ -170,6 +170,7 @@ class Service:
         from semdexd.embed.model import prepare_model
         from semdexd.embed.pool import EmbedPool
         from semdexd.index.pipeline import Indexer
+        from semdexd.index.recovery import recover
         from semdexd.search import Searcher, for_model
         from semdexd.store.manifest import Manifest
         from semdexd.store.previous import META_COMPLETE, find_previous, record_model
@@ -195,7 +196,8 @@ class Service:
                 undo.callback(previous.close)
             indexer = Indexer(cfg, manifest, store, pool, pool.token_counter().count, info.max_tokens, self.metrics)
             undo.callback(indexer.stop)
-            indexer.recover(full_check=manifest.get_meta("clean_shutdown") != "1")
+            recover(manifest, store, indexer.queue, indexer.backlog,
+                    full_check=manifest.get_meta("clean_shutdown") != "1", follow_symlinks=cfg.index.follow_symlinks)
             manifest.set_meta("clean_shutdown", "0")
             searcher = Searcher(manifest, store, pool, for_model(info.name)) if previous is None else \
                 Searcher(previous.manifest, previous.store, previous.embedder, for_model(previous.model.name))
@@ -210,6 +212,8 @@ class Service:
         """Once the first index has caught up: log its figures (with ``PROFILE=true`` the stage
         table too), copy into the manifest the vectors an older version did not keep there, and
         remove indexes of an older model/chunker, built beside this one."""
+        from semdexd.index.backfill import keep_vectors
+
         parts = self._parts()
         while not self._stopping.is_set() and parts.indexer.busy():
             self._stopping.wait(0.5)
@@ -217,7 +221,7 @@ class Service:
             return
         log.info("initial_index_done", s=round(time.time() - self._started_at, 1), **parts.manifest.counts())
         self._log_profile()
-        parts.indexer.keep_vectors()
+        keep_vectors(parts.manifest, parts.store, parts.indexer.stopping)
         self._complete_rebuild(parts)
         layout = Layout.of(self.cfg)
         for old in layout.keys():

@@ -13,8 +13,10 @@ to the manifest, its new chunks marked as awaiting vectors: from then on lexical
 search find it. Writing vectors journals their ids, adds those the store lacks, then marks the
 chunks embedded in the manifest (last), for chunks that still await them (a file edited again
 meanwhile has other chunks). One writer thread does both, so the two never interleave. A crash
-anywhere leaves a state the start-up recovery (`recover`) and the reconcile scan turn into the
-clean result; chunks still awaiting vectors are found again in the manifest.
+anywhere leaves a state the start-up recovery (`semdexd.index.recovery`) and the reconcile scan
+(`semdexd.index.reconcile`) turn into the clean result; chunks still awaiting vectors are found
+again in the manifest. What a path needs (the prepare stage's work on one file) is decided in
+`semdexd.index.prepare`.
 
 Stopping is prompt: every stage waits on its queue with a short timeout and looks at the stop
 flag; the write in progress completes, prepared or embedded groups are dropped (redone by the next
@@ -24,10 +26,7 @@ is kept and retried with back-off while the prepare stage pauses (state ``degrad
 
 from __future__ import annotations
 
-import hashlib
-import os
 import queue
-import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -39,20 +38,18 @@ import numpy as np
 import structlog
 
 from semdexd.backoff import Backoff
-from semdexd.chunk import cap_chunks, chunk_budget_chars, chunk_text
 from semdexd.config import Config
 from semdexd.embed.jobs import Embedder
-from semdexd.extract import EXTRACTOR_VERSION, extract
-from semdexd.extract.result import cap_text
 from semdexd.faults import Faults
 from semdexd.index.backlog import Backlog, Waiting
 from semdexd.index.changes import Change, ChangeQueue, Urgency
 from semdexd.index.health import WriteHealth, describe, store_unavailable
 from semdexd.index.metrics import Metrics
+from semdexd.index.prepare import FileJob, Preparer, record
+from semdexd.index.reconcile import reconcile
 from semdexd.kinds import Kind
-from semdexd.store.manifest import ChunkRow, FileUpdate, Manifest
+from semdexd.store.manifest import ChunkRow, Manifest
 from semdexd.store.vectors import VectorStore, chunk_metadata
-from semdexd.tree.ignore import walk
 from semdexd.tree.roots import Roots
 
 log = structlog.get_logger()
@@ -60,28 +57,8 @@ log = structlog.get_logger()
 GROUP_CHUNKS = 64      # chunks per embed call: enough to keep every worker busy
 TAKE_FILES = 32        # paths prepared per round (one words commit)
 EMBED_FILES = 8        # files whose awaiting chunks one embed call takes, at most
-# A file the daemon died reading this many times (in a row, across restarts) is poison. Not 1:
-# a kill -9 or an unrelated crash during a big file's read must not blacklist that file.
-POISON_AFTER_CRASHES = 2
 POLL_S = 0.2           # how often a blocked stage looks at the stop flag
 TRANSIENT_RETRY = Backoff(first_s=5.0, max_s=600.0)  # a transient failure in a row: 5 s, 10 s, 20 s, ... 10 min
-
-
-def chunk_id(path: str, chunk_hash: str, occurrence: int) -> str:
-    """Deterministic id: the same text at the same path (n-th occurrence) always gets the same id."""
-    return hashlib.sha256(f"{path}\0{chunk_hash}\0{occurrence}".encode()).hexdigest()[:32]
-
-
-@dataclass
-class FileJob:
-    """What a file's words commit changes."""
-
-    path: str
-    update: FileUpdate | None            # what the manifest records; None: nothing to record
-    forget: bool = False                 # the file is gone (or excluded): drop it everywhere
-    new: list[ChunkRow] = field(default_factory=list)     # chunks new in this version: they await vectors
-    stale: list[str] = field(default_factory=list)        # ids to delete from the store
-    urgency: Urgency = Urgency.BACKLOG
 
 
 @dataclass
@@ -124,6 +101,7 @@ class Indexer:
         self._vectors_q: queue.Queue[VectorJob] = queue.Queue(maxsize=2)
         self._threads: list[threading.Thread] = []
         self.faults = Faults.from_env()   # test-only: crash or hang at a stage (semdexd.faults)
+        self.preparer = Preparer(cfg, manifest, count_tokens, max_tokens, metrics, self.faults)
         self._attempts: dict[str, int] = {}    # transient failures in a row, per path
         self.set_folders(cfg.index.folders)
 
@@ -133,25 +111,9 @@ class Indexer:
         self.roots = Roots(self.cfg, folders)
 
     def scan(self, urgency: Urgency = Urgency.BACKLOG) -> int:
-        """Reconcile: queue every file whose size/mtime differs from the manifest, every new file,
-        and every recorded file that is gone or no longer under a folder. Returns paths queued."""
-        with self.metrics.stage("scan"):
-            known = self.manifest.stat_map()
-            reread = set(self.manifest.paths_to_reread(EXTRACTOR_VERSION))
-            seen: set[str] = set()
-            queued = 0
-            for root, rules in self.roots.items():
-                for path, st in walk(root, rules, self.cfg.index.follow_symlinks):
-                    key = str(path)
-                    seen.add(key)
-                    if st is None or known.get(key) != (st.st_size, st.st_mtime_ns) or key in reread:
-                        self.queue.touch(key, urgency=urgency)
-                        queued += 1
-            for key in known.keys() - seen:
-                self.queue.touch(key, urgency=urgency)
-                queued += 1
-        log.info("scan_done", queued=queued, known=len(known), seen=len(seen))
-        return queued
+        """The reconcile scan over the current folders (`semdexd.index.reconcile`): returns paths
+        queued."""
+        return reconcile(self.roots, self.manifest, self.queue, self.metrics, urgency)
 
     def enqueue(self, path: str, delay: float | None = None, force: bool = False,
                 urgency: Urgency = Urgency.LIVE) -> None:
@@ -168,6 +130,12 @@ class Indexer:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
+
+    @property
+    def stopping(self) -> threading.Event:
+        """Set once the indexer is asked to stop (work outside its threads, such as
+        `semdexd.index.backfill.keep_vectors`, stops with it)."""
+        return self._stopping
 
     def request_stop(self) -> None:
         """Ask every stage to end: the write in progress completes, nothing else is drained."""
@@ -224,115 +192,12 @@ class Indexer:
 
     def _safe_prepare(self, change: Change) -> FileJob:
         try:
-            job = self.prepare(change.path, change.force)
+            job = self.preparer.prepare(change.path, self.roots, change.force)
         except Exception as exc:  # one bad file never stops the others
             log.exception("prepare_failed", path=change.path)
-            job = self._record(change.path, None, Kind.FAILED, f"failed: {type(exc).__name__}: {exc}")
+            job = record(self.manifest, change.path, None, Kind.FAILED, f"failed: {type(exc).__name__}: {exc}")
         job.urgency = change.urgency
         return job
-
-    def prepare(self, path: str, force: bool = False) -> FileJob:
-        """Decide what ``path`` needs: forget it, record a skip, or (re)index changed chunks."""
-        p = Path(path)
-        where = self.roots.root_of(p)
-        if where is None or where[1].ignored(p, is_dir=False):
-            return self._forget(path)
-        old = self.manifest.file(path)
-        try:
-            st = self._stat(p)
-        except FileNotFoundError:
-            return self._forget(path)
-        except OSError as exc:
-            return self._record(path, None, Kind.FAILED, f"failed: cannot stat: {exc.strerror}")
-        if old and not force and (old.size, old.mtime_ns) == (st.st_size, st.st_mtime_ns) \
-                and not self._reread(old):
-            return FileJob(path, update=None)  # nothing changed since it was recorded
-        if stat.S_ISLNK(st.st_mode):
-            reason = ("skipped: broken symlink" if self.cfg.index.follow_symlinks
-                      else "skipped: symlink (follow_symlinks is off)")
-            return self._record(path, st, Kind.SKIPPED, reason)
-        if stat.S_ISDIR(st.st_mode):
-            return self._forget(path)
-        self.manifest.mark_preparing(path)      # cleared once read: see `recover`
-        try:
-            return self._read(path, p, st, old, force)
-        finally:
-            self.manifest.clear_preparing(path)
-
-    def _stat(self, p: Path) -> os.stat_result:
-        """lstat; with ``follow_symlinks`` the target's stat (so its edits are noticed), or the
-        link's own lstat when the link is broken."""
-        st = os.lstat(p)
-        if stat.S_ISLNK(st.st_mode) and self.cfg.index.follow_symlinks:
-            try:
-                return os.stat(p)
-            except OSError:
-                return st
-        return st
-
-    @staticmethod
-    def _reread(old: Any) -> bool:
-        """A skip or failure decided by another extractor version is worth reading again."""
-        return bool(not old.kind.searchable and old.kind != Kind.POISON and old.extractor != EXTRACTOR_VERSION)
-
-    def _read(self, path: str, p: Path, st: os.stat_result, old: Any, force: bool) -> FileJob:
-        """Extract and chunk ``path`` (journalled as being read by the caller)."""
-        self.faults.stage("prepare", p.name)
-        with self.metrics.stage("extract"):
-            ex = extract(p, max_bytes=int(self.cfg.index.max_file_mb * 1024 * 1024),
-                         max_chars=int(self.cfg.index.max_text_mb * 1024 * 1024))
-        if not ex.has_text:
-            return self._record(path, st, ex.kind, ex.reason, ex.content_hash, ex.file_type)
-        if old and old.kind.searchable and old.hash == ex.content_hash and not force:
-            return self._unchanged(path, old, st)
-        cap = self.cfg.index.max_chunks_per_file
-        text = cap_text(ex.text, chunk_budget_chars(cap, self.cfg.chunk.target_tokens))
-        with self.metrics.stage("chunk"):
-            chunks = chunk_text(text.text, file_type=ex.file_type, count_tokens=self.count_tokens,
-                                target_tokens=self.cfg.chunk.target_tokens, max_tokens=self.max_tokens,
-                                overlap_tokens=self.cfg.chunk.overlap_tokens)
-        chunks, reason = cap_chunks(chunks, cap, ex.reason, cut=bool(text.reason))
-        rows = self._rows(path, chunks)
-        existing = {r.id for r in self.manifest.chunks_of(path)}
-        new = [r for r in rows if r.id not in existing]
-        self.metrics.count("chunks_reused", len(rows) - len(new))
-        if reason:
-            log.info("file_truncated", path=path, reason=reason)
-        kind = Kind.TRUNCATED if reason else Kind.INDEXED
-        update = FileUpdate(path, st.st_size, st.st_mtime_ns, ex.content_hash, kind, reason,
-                            ex.file_type, tuple(rows), EXTRACTOR_VERSION)
-        return FileJob(path, update, new=new, stale=sorted(existing - {r.id for r in rows}))
-
-    @staticmethod
-    def _rows(path: str, chunks: Sequence[Any]) -> list[ChunkRow]:
-        seen: dict[str, int] = {}
-        rows = []
-        for ordinal, c in enumerate(chunks):
-            n = seen.get(c.hash, 0)
-            seen[c.hash] = n + 1
-            rows.append(ChunkRow(chunk_id(path, c.hash, n), path, ordinal, c.hash, c.start_line,
-                                 c.end_line, c.start_byte, c.end_byte, c.text))
-        return rows
-
-    def _unchanged(self, path: str, old: Any, st: os.stat_result) -> FileJob:
-        """Content unchanged (only touched): keep the chunks, refresh size/mtime."""
-        rows = tuple(self.manifest.chunks_of(path))
-        update = FileUpdate(path, st.st_size, st.st_mtime_ns, old.hash, old.kind, old.reason,
-                            old.file_type, rows, old.extractor)
-        return FileJob(path, update)
-
-    def _forget(self, path: str) -> FileJob:
-        stale = [r.id for r in self.manifest.chunks_of(path)]
-        return FileJob(path, update=None, forget=True, stale=stale)
-
-    def _record(self, path: str, st: os.stat_result | None, kind: Kind, reason: str,
-                content_hash: str = "", file_type: str = "") -> FileJob:
-        """A skipped or failed file: no chunks, its kind and reason kept for `status`."""
-        stale = [r.id for r in self.manifest.chunks_of(path)]
-        size, mtime = (st.st_size, st.st_mtime_ns) if st else (-1, -1)
-        log.info("file_skipped", path=path, kind=str(kind), reason=reason)
-        update = FileUpdate(path, size, mtime, content_hash, kind, reason, file_type, (), EXTRACTOR_VERSION)
-        return FileJob(path, update, stale=stale)
 
     # ------------------------------------------------------------ stage 2: embed
 
@@ -464,7 +329,7 @@ class Indexer:
         part); files that met a transient failure go back to the backlog after a back-off."""
         awaiting = self.manifest.still_awaiting([r.id for r in job.chunks])
         rows = [r for r in job.chunks if r.id in awaiting and r.id in job.vectors]
-        self.manifest.journal_pending((r.id, r.path) for r in rows)
+        self.manifest.journal.add_pending((r.id, r.path) for r in rows)
         ids = [r.id for r in rows]
         present = self.store.existing(ids) if ids else set()  # an interrupted earlier write may have stored some
         keep = [r for r in rows if r.id not in present]
@@ -508,77 +373,3 @@ class Indexer:
             else:
                 self.queue.touch(path, delay=delay, force=True)
         self.metrics.count("files_retried", len(paths))
-
-    # ------------------------------------------------------------ recovery
-
-    def recover(self, full_check: bool) -> dict[str, int]:
-        """At start: delete orphan vectors of interrupted writes; with ``full_check`` (after a
-        crash) also compare every id in the store with the manifest (store-only ids deleted,
-        files whose embedded chunks are missing from the store queued again). Files whose chunks
-        await vectors join the backlog."""
-        orphans = self.manifest.orphan_pending()
-        if orphans:
-            self.store.delete(orphans)
-        self.manifest.clear_pending()
-        stats = {"orphans_deleted": len(orphans), "extra_deleted": 0, "files_requeued": 0,
-                 "poison": self._record_poison()}
-        if full_check:
-            in_store = self.store.all_ids()
-            extra = sorted(in_store - self.manifest.all_chunk_ids())
-            if extra:
-                self.store.delete(extra)
-            missing = self.manifest.all_chunk_ids(embedded=True) - in_store
-            if missing:
-                paths = {r.path for r in self.manifest.chunks_by_id(sorted(missing)).values()}
-                for p in paths:
-                    # Forget it (so it is redone whole), with the vectors it still has in the
-                    # store: if the file changed meanwhile, nothing else would ever delete them.
-                    self.store.delete([r.id for r in self.manifest.chunks_of(p)])
-                    self.manifest.commit_files([], deleted=[p])
-                    self.queue.touch(p)
-                stats["files_requeued"] = len(paths)
-            stats["extra_deleted"] = len(extra)
-        awaiting = self.manifest.awaiting_files()
-        for path, mtime_ns, size in awaiting:
-            self.backlog.add(path, Waiting(Urgency.BACKLOG, mtime_ns, size))
-        stats["files_awaiting"] = len(awaiting)
-        log.info("recovered", **stats)
-        return stats
-
-    def keep_vectors(self, page: int = 200) -> int:
-        """Copy from the store into the manifest the vectors of chunks written before the manifest
-        kept them (an index built by an older version), a page at a time; returns how many. Stops
-        when stopping, and at the first error (logged: the next start goes on from there)."""
-        after, kept, start = 0, 0, time.monotonic()
-        try:
-            while not self._stopping.is_set():
-                rows = self.manifest.chunks_without_vectors(after, page)
-                if not rows:
-                    break
-                after = rows[-1][0]
-                vectors = self.store.vectors([cid for _, cid in rows])
-                self.manifest.keep_vectors(vectors)
-                kept += len(vectors)
-        except Exception as exc:
-            log.warning("vectors_not_kept", error=f"{type(exc).__name__}: {exc}", kept=kept)
-        if kept:
-            log.info("vectors_kept", chunks=kept, s=round(time.monotonic() - start, 1))
-        return kept
-
-    def _record_poison(self) -> int:
-        """Files the process died reading `POISON_AFTER_CRASHES` times: recorded as poison
-        (their old chunks dropped) so they are skipped, not retried in a crash loop."""
-        crashed = self.manifest.take_crashed(POISON_AFTER_CRASHES)
-        for path, crashes in crashed:
-            try:
-                st: os.stat_result | None = self._stat(Path(path))
-            except OSError:
-                st = None
-            reason = (f"failed: crashed the daemon while being read ({crashes} times): skipped "
-                      f"(semdex reindex {path} to retry)")
-            log.error("file_poison", path=path, crashes=crashes)
-            job = self._record(path, st, Kind.POISON, reason)
-            self.store.delete(job.stale)
-            assert job.update is not None
-            self.manifest.commit_files([job.update])
-        return len(crashed)

@@ -79,7 +79,7 @@ class Searcher:
         found.query_tokens = terms.words
         if req.mode != "semantic":
             for name, index, match in lexical_queries(req.query, terms.common, terms.absent):
-                for cid, bm25 in self.manifest.lexical(match, pool_size(req.limit), where, index):
+                for cid, bm25 in self.manifest.lexical.search(match, pool_size(req.limit), where, index):
                     if index == "words" or cid not in found.lists[name]:
                         found.lists[name].append(cid)
                     s = found.signals.setdefault(cid, scoring.Signals())
@@ -117,7 +117,7 @@ class Searcher:
         return self._hits(rows, scores, found.signals, req, found.words, t)
 
     def _terms(self, query: str) -> QueryTerms:
-        total, df = self.manifest.doc_freqs(list(dict.fromkeys(tokens(query))))
+        total, df = self.manifest.lexical.doc_freqs(list(dict.fromkeys(tokens(query))))
         return QueryTerms.build(query, total, df)
 
     def _query_vector(self, query: str) -> np.ndarray | None:
@@ -127,7 +127,7 @@ class Searcher:
     def vector_neighbours(self, vector: np.ndarray, where: Filter, k: int) -> list[Neighbour]:
         if where.empty:
             return self.store.query(vector, k)
-        ids = self.manifest.chunk_ids_where(where, PREFILTER_MAX)
+        ids = self.manifest.filtered.chunk_ids(where, PREFILTER_MAX)
         if ids is not None and len(ids) <= EXACT_MAX:
             return nearest(vector, self.vectors(ids), k)
         if ids is not None:
@@ -135,13 +135,13 @@ class Searcher:
         chroma_where = where.chroma_where()
         # Not selective: let the index filter what it can, then keep what passes the rest.
         got = self.store.query(vector, k * 4, where=chroma_where)
-        passing = self.manifest.ids_passing([n.id for n in got], where)
+        passing = self.manifest.filtered.ids_passing([n.id for n in got], where)
         return [n for n in got if n.id in passing][:k]
 
     def vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
         """The stored vectors of ``ids``: the manifest's copies, the store's for chunks written
         before the manifest kept them."""
-        found = self.manifest.chunk_vectors(ids) if ids else {}
+        found = self.manifest.copies.vectors(ids) if ids else {}
         rest = [cid for cid in ids if cid not in found]
         found.update(self.store.vectors(rest) if rest else {})
         return found

@@ -9,26 +9,33 @@ Before a store write, the ids about to be written are journalled in ``pending``;
 pending ids that no committed chunk owns are deleted from the store, so an interrupted write never
 leaves an orphan vector behind.
 
+This module keeps the schema (and its migration) and the file and chunk rows. The other concerns
+live beside it, on the same connection and lock (`semdexd.store.database`), each reached as an
+attribute: ``lexical`` (FTS5 ranking, document frequencies: `semdexd.store.lexical`),
+``filtered`` (what a search filter lets through: `semdexd.store.filtered`), ``journal`` (pending
+store writes, files being read: `semdexd.store.journal`) and ``copies`` (the vectors' float16
+copies: `semdexd.store.copies`).
+
 One `Manifest` per process; it is safe to call from several threads (one connection, a lock).
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from semdexd.kinds import Kind
 from semdexd.store import cjk
-from semdexd.store.filter import REGEXP_SQL, Filter, regexp
-from semdexd.system.private import private_file
+from semdexd.store.copies import Copies, pack
+from semdexd.store.database import Database
+from semdexd.store.filter import REGEXP_SQL, regexp
+from semdexd.store.filtered import Filtered
+from semdexd.store.journal import Journal
+from semdexd.store.lexical import CJK_TABLE, Lexical
 
 SCHEMA_VERSION = 5
 
@@ -82,22 +89,17 @@ END;
 # it in step with the chunks, computing the terms with SQL functions this class registers on its
 # connection: another connection that writes chunks without them fails loudly ("no such
 # function"), it cannot leave the table wrong.
-_CJK_TABLE = "chunks_cjk"
 _CJK_SCHEMA = (
-    f"CREATE VIRTUAL TABLE {_CJK_TABLE} USING fts5(terms, content='', "
+    f"CREATE VIRTUAL TABLE {CJK_TABLE} USING fts5(terms, content='', "
     'tokenize="unicode61 remove_diacritics 2")',
     f"CREATE TRIGGER chunks_cjk_ai AFTER INSERT ON chunks WHEN semdex_has_cjk(new.text) BEGIN "
-    f"INSERT INTO {_CJK_TABLE}(rowid, terms) VALUES (new.rowid, semdex_cjk_terms(new.text)); END",
+    f"INSERT INTO {CJK_TABLE}(rowid, terms) VALUES (new.rowid, semdex_cjk_terms(new.text)); END",
     f"CREATE TRIGGER chunks_cjk_ad AFTER DELETE ON chunks WHEN semdex_has_cjk(old.text) BEGIN "
-    f"INSERT INTO {_CJK_TABLE}({_CJK_TABLE}, rowid, terms) VALUES ('delete', old.rowid, semdex_cjk_terms(old.text)); END",
+    f"INSERT INTO {CJK_TABLE}({CJK_TABLE}, rowid, terms) VALUES ('delete', old.rowid, semdex_cjk_terms(old.text)); END",
 )
-# The FTS5 table searched by `Manifest.lexical` for each index name.
-_FTS_TABLES = {"words": "chunks_fts", "cjk": _CJK_TABLE}
 
 
 _CHUNK_COLUMNS = "id,path,ord,hash,start_line,end_line,start_byte,end_byte,text"   # a ChunkRow
-_ID_BATCH = 500         # ids per statement (well under SQLite's variable limit)
-DF_CACHE_MAX = 20000    # cached document frequencies (terms) before the cache starts over
 
 # Columns added after schema 1, with their definitions (added to older databases on open).
 _ADDED_COLUMNS = (
@@ -155,31 +157,28 @@ class FileUpdate:
 
 class Manifest:
     def __init__(self, path: Path) -> None:
-        private_file(path)  # 0600 (and its -wal/-shm with it) whatever the umask
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.RLock()
-        self._writes = 0                   # commits by this connection (`doc_freqs` cache version)
-        self._df: dict[str, int] = {}      # `doc_freqs` cache, valid for _df_version
-        self._df_version: tuple[int, int] | None = None
-        self._df_total = 0
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.create_function(REGEXP_SQL, 2, regexp, deterministic=True)
-        self._db.create_function("semdex_has_cjk", 1, cjk.has_cjk, deterministic=True)
-        self._db.create_function("semdex_cjk_terms", 1, cjk.index_text, deterministic=True)
-        self._db.executescript(_SCHEMA)
+        self._db = Database(path)
+        self.lexical = Lexical(self._db)
+        self.filtered = Filtered(self._db)
+        self.journal = Journal(self._db)
+        self.copies = Copies(self._db)
+        conn = self._db.conn
+        conn.create_function(REGEXP_SQL, 2, regexp, deterministic=True)
+        conn.create_function("semdex_has_cjk", 1, cjk.has_cjk, deterministic=True)
+        conn.create_function("semdex_cjk_terms", 1, cjk.index_text, deterministic=True)
+        conn.executescript(_SCHEMA)
         self._migrate()
 
     def _migrate(self) -> None:
         """Bring an older database up to `SCHEMA_VERSION` (columns added with defaults, and their
         indexes)."""
-        with self._lock:
+        with self._db.lock:
             for table, column, definition in _ADDED_COLUMNS:
-                have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                have = {r[1] for r in self._db.conn.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                    self._db.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
             for statement in _ADDED_INDEXES:
-                self._db.execute(statement)
+                self._db.conn.execute(statement)
         self._migrate_cjk()
         if self.get_meta("schema") != str(SCHEMA_VERSION):
             self.set_meta("schema", str(SCHEMA_VERSION))
@@ -189,38 +188,37 @@ class Manifest:
         it from the chunks' text, in one transaction (a crash leaves neither), before the manifest
         answers anything (once: a scan of the chunks' text, README "Why these numbers")."""
         def made() -> bool:
-            return self._db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (_CJK_TABLE,)).fetchone() is not None
+            return self._db.conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (CJK_TABLE,)).fetchone() is not None
 
         if made():
             return
-        with self._transaction():
+        with self._db.transaction():
             if made():
                 return
             for statement in _CJK_SCHEMA:
-                self._db.execute(statement)
-            self._db.execute(f"INSERT INTO {_CJK_TABLE}(rowid, terms) SELECT rowid, semdex_cjk_terms(text) "
-                             "FROM chunks WHERE semdex_has_cjk(text)")
+                self._db.conn.execute(statement)
+            self._db.conn.execute(f"INSERT INTO {CJK_TABLE}(rowid, terms) SELECT rowid, semdex_cjk_terms(text) "
+                                  "FROM chunks WHERE semdex_has_cjk(text)")
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     # ------------------------------------------------------------ meta
 
     def get_meta(self, key: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        with self._db.lock:
+            row = self._db.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+        with self._db.lock:
+            self._db.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     # ------------------------------------------------------------ reads
 
     def file(self, path: str) -> FileRow | None:
-        with self._lock:
-            row = self._db.execute(
+        with self._db.lock:
+            row = self._db.conn.execute(
                 "SELECT path,size,mtime_ns,hash,kind,status,reason,file_type,chunks,extractor "
                 "FROM files WHERE path=?",
                 (path,),
@@ -233,74 +231,43 @@ class Manifest:
     def files_under(self, folder: str) -> list[str]:
         """Paths recorded at or below ``folder`` (a directory path without trailing slash)."""
         prefix = folder.rstrip("/") + "/"
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.lock:
+            rows = self._db.conn.execute(
                 "SELECT path FROM files WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)
             ).fetchall()
         return [r[0] for r in rows]
 
     def all_paths(self) -> list[str]:
-        with self._lock:
-            return [r[0] for r in self._db.execute("SELECT path FROM files")]
+        with self._db.lock:
+            return [r[0] for r in self._db.conn.execute("SELECT path FROM files")]
 
     def stat_map(self) -> dict[str, tuple[int, int]]:
         """path -> (size, mtime_ns) for every recorded file (for the reconcile scan)."""
-        with self._lock:
-            return {p: (s, m) for p, s, m in self._db.execute("SELECT path,size,mtime_ns FROM files")}
+        with self._db.lock:
+            return {p: (s, m) for p, s, m in self._db.conn.execute("SELECT path,size,mtime_ns FROM files")}
 
     def chunks_of(self, path: str) -> list[ChunkRow]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.lock:
+            rows = self._db.conn.execute(
                 f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE path=? ORDER BY ord", (path,)).fetchall()
         return [ChunkRow(*r) for r in rows]
 
-    def _by_ids(self, head: str, ids: Sequence[str], tail: str = "", args: Sequence[object] = ()) -> list[Any]:
-        """The rows of ``{head} IN (ids...){tail}`` for ``ids`` in batches of `_ID_BATCH`, with
-        ``args`` bound after the ids."""
-        out: list[Any] = []
-        with self._lock:
-            for start in range(0, len(ids), _ID_BATCH):
-                part = list(ids[start:start + _ID_BATCH])
-                marks = ",".join("?" * len(part))
-                out += self._db.execute(f"{head} IN ({marks}){tail}", [*part, *args]).fetchall()
-        return out
-
     def chunks_by_id(self, ids: Sequence[str]) -> dict[str, ChunkRow]:
-        rows = self._by_ids(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id", ids)
+        rows = self._db.by_ids(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id", ids)
         return {r[0]: ChunkRow(*r) for r in rows}
-
-    def chunk_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """The vectors kept beside ``ids`` (float32 from float16: cosines within ~1e-4 of the
-        store's); chunks written before the manifest kept them are left out (ask the store)."""
-        rows = self._by_ids("SELECT id, vec FROM chunks WHERE id", ids, " AND vec IS NOT NULL")
-        return {cid: np.frombuffer(blob, np.float16).astype(np.float32) for cid, blob in rows}
-
-    def chunks_without_vectors(self, after: int, limit: int) -> list[tuple[int, str]]:
-        """Up to ``limit`` (rowid, id) of chunks with no kept vector, rowid above ``after``, in
-        rowid order (a cursor: chunks the store lacks are not returned again)."""
-        with self._lock:
-            return self._db.execute("SELECT rowid, id FROM chunks WHERE rowid > ? AND vec IS NULL AND embedded = 1 "
-                                    "ORDER BY rowid LIMIT ?", (after, limit)).fetchall()
-
-    def keep_vectors(self, vectors: Mapping[str, np.ndarray]) -> None:
-        """Keep ``vectors`` beside those of their chunks that have none (chunks are unchanged:
-        a row's text, hence its id and vector, never change)."""
-        with self._transaction():
-            self._db.executemany("UPDATE chunks SET vec = ? WHERE id = ? AND vec IS NULL",
-                                 [(_pack(v), cid) for cid, v in vectors.items()])
 
     def all_chunk_ids(self, embedded: bool = False) -> set[str]:
         """Every chunk id; with ``embedded``, only those whose vector is in the store."""
-        with self._lock:
-            return {r[0] for r in self._db.execute("SELECT id FROM chunks" + (" WHERE embedded = 1" if embedded else ""))}
+        with self._db.lock:
+            return {r[0] for r in self._db.conn.execute("SELECT id FROM chunks" + (" WHERE embedded = 1" if embedded else ""))}
 
     def counts(self) -> dict[str, int]:
         """Files by status (``indexed``: their words are searchable), ``chunks``, and what awaits
         meaning: ``chunks_awaiting`` (no vector yet) in ``files_awaiting`` files."""
-        with self._lock:
-            by_status = dict(self._db.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
-            chunks = self._db.execute("SELECT count(*) FROM chunks").fetchone()[0]
-            awaiting, files = self._db.execute(
+        with self._db.lock:
+            by_status = dict(self._db.conn.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
+            chunks = self._db.conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+            awaiting, files = self._db.conn.execute(
                 "SELECT count(*), count(DISTINCT path) FROM chunks WHERE embedded = 0").fetchone()
         return {"indexed": by_status.get("indexed", 0), "skipped": by_status.get("skipped", 0),
                 "failed": by_status.get("failed", 0), "chunks": chunks, "chunks_awaiting": awaiting,
@@ -310,260 +277,110 @@ class Manifest:
 
     def awaiting_files(self) -> list[tuple[str, int, int]]:
         """(path, mtime_ns, size) of every file with chunks awaiting vectors."""
-        with self._lock:
-            return self._db.execute(
+        with self._db.lock:
+            return self._db.conn.execute(
                 "SELECT f.path, f.mtime_ns, f.size FROM files f WHERE f.path IN "
                 "(SELECT DISTINCT path FROM chunks WHERE embedded = 0)").fetchall()
 
     def awaiting_chunks(self, paths: Sequence[str]) -> list[ChunkRow]:
         """The chunks of ``paths`` that await vectors, in file order."""
         out: list[ChunkRow] = []
-        with self._lock:
+        with self._db.lock:
             for path in paths:
-                out += [ChunkRow(*r) for r in self._db.execute(
+                out += [ChunkRow(*r) for r in self._db.conn.execute(
                     f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE path = ? AND embedded = 0 ORDER BY ord", (path,))]
         return out
 
     def still_awaiting(self, ids: Sequence[str]) -> set[str]:
         """Those of ``ids`` whose chunk is still there and still awaits its vector."""
-        return {r[0] for r in self._by_ids("SELECT id FROM chunks WHERE embedded = 0 AND id", ids)}
+        return {r[0] for r in self._db.by_ids("SELECT id FROM chunks WHERE embedded = 0 AND id", ids)}
 
     def commit_vectors(self, vectors: Mapping[str, np.ndarray], failed: Mapping[str, tuple[list[str], str]]) -> None:
         """Atomically mark the chunks of ``vectors`` embedded (with their float16 copies), and
         drop the chunks no vector can be made for: ``failed`` maps a path to (its chunk ids,
         the reason), and that file becomes `Kind.PARTIAL` with the reason. Journalled ids are
         cleared. Call only after the store holds every vector of ``vectors``."""
-        with self._transaction():
-            self._writes += 1
-            self._db.executemany("UPDATE chunks SET embedded = 1, vec = ? WHERE id = ? AND embedded = 0",
-                                 [(_pack(v), cid) for cid, v in vectors.items()])
+        with self._db.transaction():
+            self.lexical.chunks_changed()
+            self._db.conn.executemany("UPDATE chunks SET embedded = 1, vec = ? WHERE id = ? AND embedded = 0",
+                                      [(pack(v), cid) for cid, v in vectors.items()])
             for path, (ids, reason) in failed.items():
-                self._db.executemany("DELETE FROM chunks WHERE id = ? AND embedded = 0", [(i,) for i in ids])
-                self._db.execute(
+                self._db.conn.executemany("DELETE FROM chunks WHERE id = ? AND embedded = 0", [(i,) for i in ids])
+                self._db.conn.execute(
                     "UPDATE files SET kind = ?, status = ?, reason = ?, "
                     "chunks = (SELECT count(*) FROM chunks WHERE path = ?) WHERE path = ?",
                     (str(Kind.PARTIAL), Kind.PARTIAL.status, reason, path, path))
-            self._db.executemany("DELETE FROM pending WHERE id = ?", [(i,) for i in vectors])
+            self.journal.settle_ids(vectors)
 
     def problems(self, limit: int = 50) -> list[dict[str, str]]:
         """Files skipped, failed or indexed only in part (truncated), with their reasons, most
         recent first."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.lock:
+            rows = self._db.conn.execute(
                 "SELECT path, status, reason, kind FROM files WHERE status != 'indexed' OR reason != '' "
                 "ORDER BY indexed_at DESC LIMIT ?", (limit,)).fetchall()
         return [{"path": p, "status": s, "reason": r, "kind": k or s} for p, s, r, k in rows]
 
-    def lexical(self, match: str, limit: int, where: Filter | None = None,
-                index: str = "words") -> list[tuple[str, float]]:
-        """FTS5 BM25 search: [(chunk id, score)] best first; score is -bm25 (higher is better).
-
-        ``index`` is ``"words"`` (``chunks_fts``, every chunk's ``unicode61`` words) or ``"cjk"``
-        (``chunks_cjk``, the chunks holding Chinese/Japanese, as `semdexd.store.cjk.index_text`).
-        Equal scores are ordered by chunk id (never by row id, which depends on insertion order),
-        so the same index content gives the same answer. ``match`` is an FTS5 query string; a
-        syntax error yields [] rather than an exception.
-        """
-        fts = _FTS_TABLES[index]
-        if where is None or where.empty:
-            return self._lexical_unfiltered(match, limit, fts)
-        cond, args = where.sql()
-        sql = (f"SELECT c.id, -bm25({fts}) FROM {fts} JOIN chunks c ON c.rowid = {fts}.rowid "
-               f"JOIN files f ON f.path = c.path WHERE {fts} MATCH ? AND {cond} "
-               f"ORDER BY bm25({fts}), c.id LIMIT ?")
-        with self._lock:
-            try:
-                return [(i, float(s)) for i, s in self._db.execute(sql, [match, *args, limit])]
-            except sqlite3.OperationalError:
-                return []
-
-    def _lexical_unfiltered(self, match: str, limit: int, fts: str) -> list[tuple[str, float]]:
-        """`lexical` without a filter: FTS5 ranks on its own first (no join per matching row),
-        then the best ``2 * limit``
-        are ordered by (score, chunk id), so ties at the cut do not depend on row ids."""
-        sql = (f"SELECT c.id, -r.score FROM (SELECT rowid, bm25({fts}) AS score FROM {fts} "
-               f"WHERE {fts} MATCH ? ORDER BY score LIMIT ?) r JOIN chunks c ON c.rowid = r.rowid")
-        with self._lock:
-            try:
-                got = [(i, float(s)) for i, s in self._db.execute(sql, [match, 2 * limit])]
-            except sqlite3.OperationalError:
-                return []
-        got.sort(key=lambda hit: (-hit[1], hit[0]))
-        return got[:limit]
-
-    def ids_passing(self, ids: Sequence[str], where: Filter) -> set[str]:
-        """Those of ``ids`` whose chunk passes ``where``."""
-        cond, args = where.sql()
-        rows = self._by_ids("SELECT c.id FROM chunks c JOIN files f ON f.path = c.path WHERE c.id", ids,
-                            f" AND {cond}", args)
-        return {r[0] for r in rows}
-
-    def chunk_ids_where(self, where: Filter, limit: int) -> list[str] | None:
-        """Ids of chunks passing ``where``, or None when more than ``limit`` do (filter not selective)."""
-        cond, args = where.sql()
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT c.id FROM chunks c JOIN files f ON f.path = c.path WHERE {cond} LIMIT ?",
-                [*args, limit + 1]).fetchall()
-        return None if len(rows) > limit else [r[0] for r in rows]
-
-    def any_file(self, where: Filter) -> bool:
-        """Whether at least one indexed file passes ``where``."""
-        cond, args = where.sql()
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT 1 FROM files f WHERE f.status = 'indexed' AND {cond} LIMIT 1", args).fetchone()
-        return row is not None
-
     def indexed_types(self) -> list[str]:
         """The file types of indexed files, sorted."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.lock:
+            rows = self._db.conn.execute(
                 "SELECT DISTINCT file_type FROM files WHERE status = 'indexed' ORDER BY file_type").fetchall()
         return [r[0] for r in rows if r[0]]
-
-    def doc_freqs(self, terms: Sequence[str]) -> tuple[int, dict[str, int]]:
-        """(number of chunks, {term: chunks containing it}) for BM25-style IDF weights.
-
-        Counts are cached until the chunks change (a commit here, or by another connection:
-        SQLite's ``data_version``): counting a common term's rows costs ~1 ms at 100k chunks,
-        and a person's queries share most of their words."""
-        with self._lock:
-            version = (self._writes, int(self._db.execute("PRAGMA data_version").fetchone()[0]))
-            if version != self._df_version or len(self._df) > DF_CACHE_MAX:
-                self._df.clear()
-                self._df_version = version
-                self._df_total = int(self._db.execute("SELECT count(*) FROM chunks").fetchone()[0])
-            for term in terms:
-                if term not in self._df:
-                    self._df[term] = self._doc_freq(term)
-            return self._df_total, {term: self._df[term] for term in terms}
-
-    def _doc_freq(self, term: str) -> int:
-        """Chunks holding ``term`` (a `semdexd.search.terms.tokens` token; CJK units are counted
-        in ``chunks_cjk``)."""
-        try:
-            if cjk.is_cjk_unit(term):
-                return int(self._db.execute(f"SELECT count(*) FROM {_CJK_TABLE} WHERE {_CJK_TABLE} MATCH ?",
-                                            [cjk.fts_term(term)]).fetchone()[0])
-            return int(self._db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
-                                        ['"' + term.replace('"', '""') + '"']).fetchone()[0])
-        except sqlite3.OperationalError:
-            return 0
-
-    # ------------------------------------------------------------ crash-safe writes
-
-    def journal_pending(self, items: Iterable[tuple[str, str]]) -> None:
-        """Record (chunk id, path) about to be written to the store; committed before the write."""
-        with self._lock:
-            self._db.executemany("INSERT OR IGNORE INTO pending(id, path) VALUES (?, ?)", list(items))
-
-    def orphan_pending(self) -> list[str]:
-        """Pending ids that no committed chunk owns: an interrupted write may have stored them."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT p.id FROM pending p LEFT JOIN chunks c ON c.id = p.id WHERE c.id IS NULL").fetchall()
-        return [r[0] for r in rows]
-
-    def clear_pending(self) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM pending")
 
     def commit_files(self, updates: Sequence[FileUpdate], deleted: Sequence[str] = (),
                      vectors: Mapping[str, np.ndarray] | None = None) -> None:
         """Atomically record ``updates`` (replacing each file's chunks) and forget ``deleted``;
-        ``vectors`` (by chunk id) are kept beside their chunks (see `chunk_vectors`).
+        ``vectors`` (by chunk id) are kept beside their chunks (see `semdexd.store.copies`).
 
         Call only after the store holds every chunk of ``updates`` and none of their stale ones.
         """
         now = time.time()
-        with self._transaction():
-            self._writes += 1  # document frequencies cached before this are stale
+        with self._db.transaction():
+            self.lexical.chunks_changed()  # document frequencies cached before this are stale
             for path in deleted:
                 self._forget(path)
             for u in updates:
                 self._replace(u, now, vectors or {})
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """Hold the lock and run the block as one write transaction: committed at its end, rolled
-        back if it raises."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:  # SQLite may have rolled back already (disk full)
-                    self._db.execute("ROLLBACK")
-                raise
-
-    # ------------------------------------------------------------ failures: reread, poison
+    # ------------------------------------------------------------ failures: reread
 
     def paths_to_reread(self, extractor: str) -> list[str]:
         """Files skipped or failed (not poison) by an extractor other than ``extractor``."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.lock:
+            rows = self._db.conn.execute(
                 "SELECT path FROM files WHERE status != 'indexed' AND kind != 'poison' AND extractor != ?",
                 (extractor,)).fetchall()
         return [r[0] for r in rows]
 
-    def mark_preparing(self, path: str) -> None:
-        """Journal that ``path`` is being read: if the process dies now, `take_crashed` says so."""
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO preparing(path, active, crashes) VALUES (?, 1, 0) "
-                "ON CONFLICT(path) DO UPDATE SET active=1", (path,))
-
-    def clear_preparing(self, path: str) -> None:
-        """``path`` was read without killing the process: forget its journal entry."""
-        with self._lock:
-            self._db.execute("DELETE FROM preparing WHERE path=?", (path,))
-
-    def take_crashed(self, limit: int) -> list[tuple[str, int]]:
-        """At start-up: every path still marked as being read counts one more crash; those that
-        reached ``limit`` crashes are removed from the journal and returned as (path, crashes)
-        (the caller records them as poison). The others keep their count for the next time."""
-        with self._transaction():
-            self._db.execute("UPDATE preparing SET crashes = crashes + 1, active = 0 WHERE active = 1")
-            rows = self._db.execute(
-                "SELECT path, crashes FROM preparing WHERE crashes >= ?", (limit,)).fetchall()
-            self._db.execute("DELETE FROM preparing WHERE crashes >= ?", (limit,))
-        return [(p, n) for p, n in rows]
-
     def _forget(self, path: str) -> None:
-        self._db.execute("DELETE FROM chunks WHERE path=?", (path,))
-        self._db.execute("DELETE FROM files WHERE path=?", (path,))
-        self._db.execute("DELETE FROM pending WHERE path=?", (path,))
+        self._db.conn.execute("DELETE FROM chunks WHERE path=?", (path,))
+        self._db.conn.execute("DELETE FROM files WHERE path=?", (path,))
+        self.journal.settle_path(path)
 
     def _replace(self, u: FileUpdate, now: float, vectors: Mapping[str, np.ndarray]) -> None:
-        old = {r[0]: r[1] for r in self._db.execute("SELECT id, rowid FROM chunks WHERE path=?", (u.path,))}
+        old = {r[0]: r[1] for r in self._db.conn.execute("SELECT id, rowid FROM chunks WHERE path=?", (u.path,))}
         new_ids = {c.id for c in u.chunks}
         for cid in set(old) - new_ids:
-            self._db.execute("DELETE FROM chunks WHERE rowid=?", (old[cid],))
+            self._db.conn.execute("DELETE FROM chunks WHERE rowid=?", (old[cid],))
         for c in u.chunks:
             if c.id in old:  # unchanged text; only its position may have moved
-                self._db.execute(
+                self._db.conn.execute(
                     "UPDATE chunks SET ord=?, start_line=?, end_line=?, start_byte=?, end_byte=?, "
                     "vec=coalesce(vec, ?) WHERE rowid=?",
-                    (c.ord, c.start_line, c.end_line, c.start_byte, c.end_byte, _pack(vectors.get(c.id)),
+                    (c.ord, c.start_line, c.end_line, c.start_byte, c.end_byte, pack(vectors.get(c.id)),
                      old[c.id]))
             else:
                 vector = vectors.get(c.id)
-                self._db.execute(
+                self._db.conn.execute(
                     "INSERT INTO chunks(id,path,ord,hash,start_line,end_line,start_byte,end_byte,text,vec,embedded) "
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (c.id, c.path, c.ord, c.hash, c.start_line, c.end_line, c.start_byte, c.end_byte, c.text,
-                     _pack(vector), int(vector is not None)))
-        self._db.execute(
+                     pack(vector), int(vector is not None)))
+        self._db.conn.execute(
             "INSERT OR REPLACE INTO files(path,size,mtime_ns,hash,status,reason,file_type,chunks,indexed_at,"
             "kind,extractor) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (u.path, u.size, u.mtime_ns, u.hash, Kind(u.kind).status, u.reason, u.file_type, len(u.chunks), now,
              str(u.kind), u.extractor))
-        self._db.execute("DELETE FROM pending WHERE path=?", (u.path,))
+        self.journal.settle_path(u.path)
 
-
-def _pack(vector: np.ndarray | None) -> bytes | None:
-    """A vector as the manifest keeps it (float16: half the bytes; cosines move by at most ~6e-5,
-    median 7e-6, against the store's float32, 100 queries x 7k chunks)."""
-    return None if vector is None else np.asarray(vector, dtype=np.float16).tobytes()
