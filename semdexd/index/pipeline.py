@@ -55,7 +55,8 @@ from semdexd.tree.roots import Roots
 log = structlog.get_logger()
 
 GROUP_CHUNKS = 64      # chunks per embed call: enough to keep every worker busy
-TAKE_FILES = 32        # paths prepared per round (one words commit)
+TAKE_FILES = 32        # paths prepared per round
+WORDS_CHUNKS = 200     # chunks per words commit, about (a file's are never split)
 EMBED_FILES = 8        # files whose awaiting chunks one embed call takes, at most
 POLL_S = 0.2           # how often a blocked stage looks at the stop flag
 TRANSIENT_RETRY = Backoff(first_s=5.0, max_s=600.0)  # a transient failure in a row: 5 s, 10 s, 20 s, ... 10 min
@@ -186,8 +187,17 @@ class Indexer:
             if self.paused.is_set() or self.health.degraded:
                 self._stopping.wait(POLL_S)
                 continue
-            changes = self.queue.take(TAKE_FILES, timeout=0.2)
-            if changes and not self._put(self._words_q, [self._safe_prepare(c) for c in changes]):
+            group: list[FileJob] = []
+            rows = 0
+            for change in self.queue.take(TAKE_FILES, timeout=0.2):
+                job = self._safe_prepare(change)
+                group.append(job)
+                rows += len(job.update.chunks) if job.update is not None else 0
+                if rows >= WORDS_CHUNKS:   # a commit holds the manifest (searches wait): keep it short
+                    if not self._put(self._words_q, group):
+                        return
+                    group, rows = [], 0
+            if group and not self._put(self._words_q, group):
                 return
 
     def _safe_prepare(self, change: Change) -> FileJob:
