@@ -39,14 +39,6 @@ class Query:
     text: str
 
 
-@dataclass(frozen=True)
-class Labelled:
-    query: Query
-    path: Path          # corpus file
-    start_line: int
-    end_line: int
-
-
 def stdlib() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
@@ -126,22 +118,6 @@ def save_set(queries: list[Query]) -> None:
 def load_set(quick: bool = False) -> list[Query]:
     queries = [Query(**d) for d in json.loads(SET_FILE.read_text())]
     return [q for q in queries if q.module in QUICK_MODULES] if quick else queries
-
-
-def materialise(queries: list[Query], corpus: Path) -> list[Labelled]:
-    """Write the docstring-free corpus for ``queries``' modules and label each query with the
-    lines of its function there. Functions missing from this interpreter's stdlib are dropped."""
-    labelled = []
-    for module in sorted({q.module for q in queries}):
-        source = (stdlib() / module).read_text(encoding="utf-8")
-        target = corpus / module.replace("/", "__")
-        target.write_text(strip_docstrings(source), encoding="utf-8")
-        where = {name: fn for name, fn in _functions(ast.parse(source))}
-        for q in (q for q in queries if q.module == module):
-            fn = where.get(q.qualname)
-            if fn is not None:
-                labelled.append(Labelled(q, target, fn.lineno, fn.end_lineno or fn.lineno))
-    return labelled
 
 
 if __name__ == "__main__":  # python -m semdexd.bench.quality_set: rebuild the committed set
