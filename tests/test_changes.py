@@ -57,3 +57,15 @@ def test_the_most_urgent_due_paths_go_first():
     taken = q.take(3, timeout=1)
     assert [c.path for c in taken] == ["/saved", "/scan/3", "/asked"]
     assert [c.urgency for c in taken] == [Urgency.LIVE, Urgency.LIVE, Urgency.REQUESTED]
+
+
+def test_changes_given_back_are_taken_again_as_they_were():
+    """A pause that comes while `take` waits: the loop gives the paths back untouched."""
+    q = ChangeQueue()
+    q.touch("/a", force=True, urgency=Urgency.LIVE)
+    q.touch("/b")
+    taken = q.take(10, timeout=1)
+    assert {c.path for c in taken} == {"/a", "/b"} and q.pending() == 0
+    q.give_back(taken)
+    assert q.pending() == 2 and q.in_flight() == 0
+    assert q.take(10, timeout=1) == [Change("/a", True, Urgency.LIVE), Change("/b")]

@@ -101,3 +101,14 @@ def test_the_backlog_hands_out_what_matters_first() -> None:
     backlog.done(["/saved"])
     assert [p for p, w in backlog.take(10, timeout=1)] == ["/saved"]
     assert backlog.busy()
+
+
+def test_files_given_back_to_the_backlog_keep_their_place() -> None:
+    backlog = Backlog()
+    now = time.time_ns()
+    backlog.add("/note.md", Waiting(Urgency.LIVE, now, 100))
+    backlog.add("/old.md", Waiting(Urgency.BACKLOG, now - 400 * 86400 * 10**9, 100))
+    taken = backlog.take(1, timeout=1)
+    assert [p for p, _ in taken] == ["/note.md"]
+    backlog.give_back(taken)
+    assert [p for p, _ in backlog.take(2, timeout=1)] == ["/note.md", "/old.md"]

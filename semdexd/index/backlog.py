@@ -80,6 +80,12 @@ class Backlog:
                 held = [t for p, t in self._not_before.items() if p not in self._busy]
                 self._cond.wait(max(0.005, min([deadline] + held) - now))
 
+    def give_back(self, taken: list[tuple[str, Waiting]]) -> None:
+        """Return files taken but not started, with why they wait."""
+        self.done([path for path, _ in taken])
+        for path, waiting in taken:
+            self.add(path, waiting)
+
     def done(self, paths: list[str]) -> None:
         """``paths`` are no longer in flight (whatever became of them)."""
         with self._cond:

@@ -80,6 +80,17 @@ class ChangeQueue:
                 wake = min([deadline] + upcoming)
                 self._cond.wait(max(0.005, wake - now))
 
+    def give_back(self, changes: list[Change]) -> None:
+        """Return ``changes`` taken but not started (due now, as they were)."""
+        with self._cond:
+            for c in changes:
+                self._busy.discard(c.path)
+                old = self._entries.get(c.path)
+                force = c.force or (old.force if old else False)
+                urgency = min(c.urgency, old.urgency) if old else c.urgency
+                self._entries[c.path] = _Entry(old.due if old else time.monotonic(), force, urgency)
+            self._cond.notify_all()
+
     def done(self, paths: list[str]) -> None:
         with self._cond:
             self._busy.difference_update(paths)

@@ -187,9 +187,13 @@ class Indexer:
             if self.paused.is_set() or self.health.degraded:
                 self._stopping.wait(POLL_S)
                 continue
+            changes = self.queue.take(TAKE_FILES, timeout=0.2)
+            if self.paused.is_set() or self.health.degraded:   # since take began waiting
+                self.queue.give_back(changes)
+                continue
             group: list[FileJob] = []
             rows = 0
-            for change in self.queue.take(TAKE_FILES, timeout=0.2):
+            for change in changes:
                 job = self._safe_prepare(change)
                 group.append(job)
                 rows += len(job.update.chunks) if job.update is not None else 0
@@ -220,6 +224,9 @@ class Indexer:
             # (the backlog's vectors would take the cores the reading needs).
             upto = Urgency.REQUESTED if self.queue.reading() else Urgency.BACKLOG
             taken = self.backlog.take(EMBED_FILES, timeout=0.2, upto=upto)
+            if self.paused.is_set() or self.health.degraded:   # since take began waiting
+                self.backlog.give_back(taken)
+                continue
             if not taken:
                 continue
             job = self._awaiting(dict(taken))
