@@ -112,3 +112,16 @@ def test_files_given_back_to_the_backlog_keep_their_place() -> None:
     assert [p for p, _ in taken] == ["/note.md"]
     backlog.give_back(taken)
     assert [p for p, _ in backlog.take(2, timeout=1)] == ["/note.md", "/old.md"]
+
+
+def test_a_file_added_again_or_discarded_is_handed_out_once_or_never() -> None:
+    backlog = Backlog()
+    now = time.time_ns()
+    for _ in range(100):   # saved again and again: one entry each time, superseded by the next
+        backlog.add("/note.md", Waiting(Urgency.BACKLOG, now, 100))
+    backlog.add("/gone.md", Waiting(Urgency.LIVE, now, 100))
+    backlog.discard("/gone.md")
+    assert backlog.take(10, timeout=1) == [("/note.md", Waiting(Urgency.BACKLOG, now, 100))]
+    assert backlog.take(10, timeout=0.05) == [] and backlog.files() == 1   # in flight
+    backlog.done(["/note.md"])
+    assert not backlog.busy()

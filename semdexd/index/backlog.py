@@ -10,6 +10,7 @@ handed out again after `done`. Thread-safe.
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from dataclasses import dataclass
@@ -36,10 +37,17 @@ class Waiting:
 
 
 class Backlog:
-    """Files awaiting vectors, best first (see the module docstring)."""
+    """Files awaiting vectors, best first (see the module docstring).
+
+    A heap ordered by each file's `Waiting.key` (taken when it was added) and path: `take` costs
+    O(log n) per file handed out, whatever the backlog's size. Entries superseded by a newer
+    `add`, or discarded, stay in the heap until they surface or the heap is rebuilt."""
 
     def __init__(self) -> None:
         self._waiting: dict[str, Waiting] = {}
+        self._stamp: dict[str, int] = {}          # each waiting path's live heap entry
+        self._heap: list[tuple[tuple[int, int, int, int], str, int]] = []
+        self._added = 0
         self._not_before: dict[str, float] = {}   # monotonic time before which a path is held back
         self._busy: set[str] = set()
         self._cond = threading.Condition()
@@ -51,6 +59,12 @@ class Backlog:
             if old is not None and old.urgency < waiting.urgency:
                 waiting = Waiting(old.urgency, waiting.mtime_ns, waiting.size)
             self._waiting[path] = waiting
+            self._added += 1
+            self._stamp[path] = self._added
+            heapq.heappush(self._heap, (waiting.key(time.time()), path, self._added))
+            if len(self._heap) > 2 * len(self._waiting) + 64:
+                self._heap = [e for e in self._heap if self._stamp.get(e[1]) == e[2]]
+                heapq.heapify(self._heap)
             if delay > 0:
                 self._not_before[path] = time.monotonic() + delay
             else:
@@ -65,20 +79,38 @@ class Backlog:
         with self._cond:
             while True:
                 now = time.monotonic()
-                ready = [p for p, w in self._waiting.items() if w.urgency <= upto and p not in self._busy
-                         and self._not_before.get(p, 0.0) <= now]
-                if ready:
-                    wall = time.time()
-                    ready.sort(key=lambda p: (self._waiting[p].key(wall), p))
-                    out = [(p, self._waiting.pop(p)) for p in ready[:max_files]]
-                    for p, _ in out:
-                        self._not_before.pop(p, None)
-                    self._busy.update(p for p, _ in out)
+                out = self._ready(max_files, upto, now)
+                if out:
                     return out
                 if now >= deadline:
                     return []
                 held = [t for p, t in self._not_before.items() if p not in self._busy]
                 self._cond.wait(max(0.005, min([deadline] + held) - now))
+
+    def _ready(self, max_files: int, upto: Urgency, now: float) -> list[tuple[str, Waiting]]:
+        """Pop the best ready files (the caller holds the lock); in flight or held back ones are
+        put back."""
+        out: list[tuple[str, Waiting]] = []
+        aside = []
+        while self._heap and len(out) < max_files:
+            entry = self._heap[0]
+            key, path, stamp = entry
+            if self._stamp.get(path) != stamp:        # superseded or gone
+                heapq.heappop(self._heap)
+                continue
+            if key[0] > upto:
+                break
+            heapq.heappop(self._heap)
+            if path in self._busy or self._not_before.get(path, 0.0) > now:
+                aside.append(entry)
+                continue
+            del self._stamp[path]
+            self._not_before.pop(path, None)
+            out.append((path, self._waiting.pop(path)))
+        for entry in aside:
+            heapq.heappush(self._heap, entry)
+        self._busy.update(p for p, _ in out)
+        return out
 
     def give_back(self, taken: list[tuple[str, Waiting]]) -> None:
         """Return files taken but not started, with why they wait."""
@@ -96,6 +128,7 @@ class Backlog:
         """``path`` no longer awaits anything (deleted, or its new version has no new chunk)."""
         with self._cond:
             self._waiting.pop(path, None)
+            self._stamp.pop(path, None)
             self._not_before.pop(path, None)
 
     def files(self) -> int:
