@@ -182,13 +182,17 @@ class Indexer:
                 continue
         return None
 
+    def _held(self) -> bool:
+        """Reading and embedding wait: paused by the user, or store writes failing."""
+        return self.paused.is_set() or self.health.degraded
+
     def _prepare_loop(self) -> None:
         while not self._stopping.is_set():
-            if self.paused.is_set() or self.health.degraded:
+            if self._held():
                 self._stopping.wait(POLL_S)
                 continue
             changes = self.queue.take(TAKE_FILES, timeout=0.2)
-            if self.paused.is_set() or self.health.degraded:   # since take began waiting
+            if self._held():   # since take began waiting
                 self.queue.give_back(changes)
                 continue
             group: list[FileJob] = []
@@ -217,14 +221,14 @@ class Indexer:
 
     def _embed_loop(self) -> None:
         while not self._stopping.is_set():
-            if self.paused.is_set() or self.health.degraded:
+            if self._held():
                 self._stopping.wait(POLL_S)
                 continue
             # Words first: while files wait to be read, only what a person asked for is embedded
             # (the backlog's vectors would take the cores the reading needs).
             upto = Urgency.REQUESTED if self.queue.reading() else Urgency.BACKLOG
             taken = self.backlog.take(EMBED_FILES, timeout=0.2, upto=upto)
-            if self.paused.is_set() or self.health.degraded:   # since take began waiting
+            if self._held():   # since take began waiting
                 self.backlog.give_back(taken)
                 continue
             if not taken:
