@@ -97,12 +97,13 @@ class Daemon:
 def index_snapshot(inst: Instance) -> tuple[set[str], set[str], dict[str, str]]:
     """(manifest chunk ids, store ids, path -> hash) read from disk with no daemon running."""
     from semdexd.store.manifest import Manifest
+    from semdexd.store.layout import Layout
     from semdexd.store.vectors import VectorStore
 
     db = next((Path(inst.env["XDG_DATA_HOME"]) / "semdex" / "index").glob("*/manifest.sqlite3"))
     manifest = Manifest(db)
     cfg = inst.config()
-    store = VectorStore(cfg, f"{cfg.store.collection}-{db.parent.name}")
+    store = VectorStore(cfg, Layout.of(cfg).collection_of(db.parent.name))
     files = {p: manifest.file(p).hash for p in manifest.all_paths()}
     chunk_ids = manifest.all_chunk_ids()
     # the lexical index agrees with the chunks it indexes (raises if FTS and content differ) ...
@@ -114,6 +115,16 @@ def index_snapshot(inst: Instance) -> tuple[set[str], set[str], dict[str, str]]:
     out = (chunk_ids, store.all_ids(), files)
     manifest.close()
     return out
+
+
+def assert_like_clean_run(inst: Instance, clean: tuple[set[str], set[str], dict[str, str]]) -> None:
+    """The index of ``inst`` (no daemon running) equals the clean run's: same files, same chunk
+    ids, and the store holds exactly the manifest's ids."""
+    chunk_ids, store_ids, files = index_snapshot(inst)
+    want_ids, _, want_files = clean
+    assert files == want_files
+    assert chunk_ids == want_ids
+    assert store_ids == chunk_ids, (len(store_ids - chunk_ids), len(chunk_ids - store_ids))
 
 
 def run_to_idle(inst: Instance, prefix: list[str] | None = None) -> None:
@@ -162,11 +173,7 @@ def test_interrupted_indexing_ends_like_a_clean_run(tmp_path, corpus, clean_run,
             assert d.proc.poll() is None, d.proc.stderr.read().decode()[-3000:]
             d.kill(sig)
         run_to_idle(inst)
-        chunk_ids, store_ids, files = index_snapshot(inst)
-        want_ids, want_store, want_files = clean_run
-        assert files == want_files
-        assert chunk_ids == want_ids
-        assert store_ids == chunk_ids, (len(store_ids - chunk_ids), len(chunk_ids - store_ids))
+        assert_like_clean_run(inst, clean_run)
     finally:
         inst.cleanup()
 
@@ -192,10 +199,7 @@ def test_killed_between_words_and_meaning_ends_like_a_clean_run(tmp_path, corpus
         for p in sorted(corpus.iterdir()):                  # back to the clean run's content
             p.write_text(p.read_text().split("\nround ")[0].rstrip("\n") + "\n")
         run_to_idle(inst)
-        chunk_ids, store_ids, files = index_snapshot(inst)
-        want_ids, _, want_files = clean_run
-        assert files == want_files and chunk_ids == want_ids
-        assert store_ids == chunk_ids, (len(store_ids - chunk_ids), len(chunk_ids - store_ids))
+        assert_like_clean_run(inst, clean_run)
     finally:
         inst.cleanup()
 
@@ -217,9 +221,6 @@ def test_crash_inside_the_write_window(tmp_path, corpus, clean_run, point):
         for p, text in final.items():
             p.write_text(text)
         run_to_idle(inst)
-        chunk_ids, store_ids, files = index_snapshot(inst)
-        want_ids, _, want_files = clean_run
-        assert files == want_files and chunk_ids == want_ids
-        assert store_ids == chunk_ids, (len(store_ids - chunk_ids), len(chunk_ids - store_ids))
+        assert_like_clean_run(inst, clean_run)
     finally:
         inst.cleanup()

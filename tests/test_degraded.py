@@ -96,12 +96,13 @@ def run_to_idle(inst: Instance, log: Path) -> None:
 def snapshot(inst: Instance) -> tuple[set[str], set[str], dict[str, str]]:
     """(manifest chunk ids, store ids, path -> hash), read with no daemon running."""
     from semdexd.store.manifest import Manifest
+    from semdexd.store.layout import Layout
     from semdexd.store.vectors import VectorStore
 
     cfg = inst.config()
     db = next((cfg.paths.data_dir / "index").glob("*/manifest.sqlite3"))
     manifest = Manifest(db)
-    store = VectorStore(cfg, f"{cfg.store.collection}-{db.parent.name}")
+    store = VectorStore(cfg, Layout.of(cfg).collection_of(db.parent.name))
     files = {p: manifest.file(p).hash for p in manifest.all_paths()}  # type: ignore[union-attr]
     out = (manifest.all_chunk_ids(), store.all_ids(), files)
     manifest.close()

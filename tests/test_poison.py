@@ -63,6 +63,7 @@ def test_recovery_leaves_no_orphans_when_the_file_changed(tmp_path: Path, model_
     """After a crash, a file with a vector missing from the store is forgotten and redone; if it
     changed meanwhile, its other old vectors must not stay behind as orphans."""
     from semdexd.store.manifest import Manifest
+    from semdexd.store.layout import Layout
     from semdexd.store.vectors import VectorStore
 
     folder = notes(tmp_path / "notes")
@@ -80,7 +81,7 @@ def test_recovery_leaves_no_orphans_when_the_file_changed(tmp_path: Path, model_
         ids = [r.id for r in manifest.chunks_of(str(long))]
         assert len(ids) >= 3
         cfg = inst.config()
-        store = VectorStore(cfg, f"{cfg.store.collection}-{db.parent.name}")
+        store = VectorStore(cfg, Layout.of(cfg).collection_of(db.parent.name))
         store.delete(ids[:1])                      # a vector lost in a crash ...
         manifest.set_meta("clean_shutdown", "0")   # ... of an unclean shutdown
         manifest.close()
