@@ -26,14 +26,14 @@ import random
 import re
 import shutil
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from semdexd.bench.common import bench_config, percentile
+from semdexd.bench.common import Sampler, bench_config, percentile
 from semdexd.bench.engine import ASKS
 from semdexd.config import Config
 
@@ -83,16 +83,14 @@ def probes(corpus: Path, n: int, seed: int = 7) -> list[tuple[Path, str]]:
     return out
 
 
-class _Meter:
-    """CPU seconds and peak RSS of this process and its children, sampled on a thread."""
+class _Meter(Sampler):
+    """CPU seconds (user + system) and peak RSS of this process and its children."""
 
-    def __init__(self) -> None:
+    def __init__(self, every: float) -> None:
+        super().__init__(every)
         self.me = psutil.Process()
         self.cpu: dict[int, float] = {}
         self.peak_rss = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
 
     def sample(self) -> None:
         rss = 0.0
@@ -105,16 +103,6 @@ class _Meter:
                 continue
         self.peak_rss = max(self.peak_rss, rss / 2**20)
 
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            self.sample()
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        self.sample()
-        return sum(self.cpu.values())
-
 
 def run(cfg: Config, corpus: Path, work: Path, n_probes: int, every: float, words_only: bool) -> dict[str, Any]:
     from semdexd.app.handlers import Api
@@ -126,8 +114,6 @@ def run(cfg: Config, corpus: Path, work: Path, n_probes: int, every: float, word
     svc = Service(bcfg)
     search = Api(svc).handlers()["search"]
     busy_ms: list[float] = []
-    meter = _Meter()
-    start = time.perf_counter()
 
     def findable() -> float:
         """The share of the sampled files the daemon recorded (not left out by its ignore rules)
@@ -146,32 +132,30 @@ def run(cfg: Config, corpus: Path, work: Path, n_probes: int, every: float, word
             return False
         return svc.indexer.queue.pending() + svc.indexer.queue.in_flight() == 0
 
-    try:
-        svc.start()
-        i = 0
+    def searching_until(done: Callable[[], bool]) -> None:
+        """A hybrid search every ``every`` seconds (once the index is open) until ``done()``."""
         next_search = 0.0
-        while not svc.error:
+        while not svc.error and not done():
             if svc.ready.is_set() and svc.state() != "starting" and time.perf_counter() >= next_search:
                 t = time.perf_counter()
-                search({"query": f"{ASKS[i % len(ASKS)]} {i}", "mode": "hybrid", "limit": 10})
+                search({"query": f"{ASKS[len(busy_ms) % len(ASKS)]} {len(busy_ms)}", "mode": "hybrid", "limit": 10})
                 busy_ms.append((time.perf_counter() - t) * 1000)
-                i, next_search = i + 1, time.perf_counter() + every
-            if words_in():
-                break
+                next_search = time.perf_counter() + every
             time.sleep(0.05)  # bench only: polling the service with a deadline-free loop it ends itself
-        words_s = time.perf_counter() - start
-        rate = findable()
-        meaning_s = None
-        if not words_only:
-            while not svc.error and svc.state() != "idle":
-                if time.perf_counter() >= next_search:
-                    t = time.perf_counter()
-                    search({"query": f"{ASKS[i % len(ASKS)]} {i}", "mode": "hybrid", "limit": 10})
-                    busy_ms.append((time.perf_counter() - t) * 1000)
-                    i, next_search = i + 1, time.perf_counter() + every
-                time.sleep(0.05)  # bench only
-            meaning_s = time.perf_counter() - start
-        cpu_s = meter.stop()
+
+    try:
+        with _Meter(0.5) as meter:
+            start = time.perf_counter()
+            svc.start()
+            searching_until(words_in)
+            words_s = time.perf_counter() - start
+            rate = findable()
+            meaning_s = None
+            if not words_only:
+                searching_until(lambda: svc.state() == "idle")
+                meaning_s = time.perf_counter() - start
+        meter.sample()
+        cpu_s = sum(meter.cpu.values())
         counts = svc.manifest.counts()
     finally:
         svc.stop()
