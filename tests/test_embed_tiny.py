@@ -15,7 +15,8 @@ from safetensors.numpy import save_file
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
 from semdexd.embed.encoder import Encoder
-from semdexd.embed.model import TokenCounter, prepare_model
+from semdexd.embed.model import prepare_model
+from semdexd.embed.tokens import TokenCounter
 
 WORDS = ("the quick brown fox jumps over lazy dog cat sat on mat hello world search query passage "
          "index file code def return class import from data model token vector").split()

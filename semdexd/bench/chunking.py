@@ -106,7 +106,8 @@ def edit_stability(files: list[tuple[str, str, str]], count: CountTokens, target
 
 
 def run(cfg: Config, targets: list[int], edits: int) -> dict[str, Any]:
-    from semdexd.embed.model import TokenCounter, prepare_model
+    from semdexd.embed.model import prepare_model
+    from semdexd.embed.tokens import TokenCounter
 
     info = prepare_model(cfg)
     count = TokenCounter(info).count

@@ -276,7 +276,8 @@ def shapes(quick: bool) -> list[Shape]:
 
 def run(cfg: Config, quick: bool, chunks: int, runs: int, progress: Any = None) -> dict[str, Any]:
     """Measure everything; returns the JSON-able report."""
-    from semdexd.embed.model import TokenCounter, prepare_model
+    from semdexd.embed.model import prepare_model
+    from semdexd.embed.tokens import TokenCounter
 
     info = prepare_model(cfg)
     counter = TokenCounter(info)

@@ -84,7 +84,7 @@ def run(cfg: Config, source: Path, edits: int, workers: int | None) -> dict[str,
             latencies, reembedded = _edit_files(svc, corpus, edits)
         rows = [c for p in svc.manifest.all_paths() for c in svc.manifest.chunks_of(p)]
         texts = [c.text for c in rows]
-        from semdexd.embed.model import TokenCounter
+        from semdexd.embed.tokens import TokenCounter
         corpus_tokens = sum(TokenCounter(svc.info).count(texts)) if texts else 0
         pool_stats = status.get("pool", {})
     finally:

@@ -55,8 +55,9 @@ def python_chunks(count_tokens: Any, limit: int, max_tokens: int) -> list[str]:
 
 
 def real_vectors(cfg: Config, count: int) -> np.ndarray:
-    from semdexd.embed.model import TokenCounter, prepare_model
+    from semdexd.embed.model import prepare_model
     from semdexd.embed.pool import EmbedPool
+    from semdexd.embed.tokens import TokenCounter
 
     info = prepare_model(cfg)
     texts = python_chunks(TokenCounter(info).count, count, info.max_tokens)

