@@ -157,15 +157,13 @@ class FileUpdate:
 
 class Manifest:
     def __init__(self, path: Path) -> None:
-        self._db = Database(path)
+        self._db = Database(path, functions=[(REGEXP_SQL, 2, regexp), ("semdex_has_cjk", 1, cjk.has_cjk),
+                                             ("semdex_cjk_terms", 1, cjk.index_text)])
         self.lexical = Lexical(self._db)
         self.filtered = Filtered(self._db)
         self.journal = Journal(self._db)
         self.copies = Copies(self._db)
         conn = self._db.conn
-        conn.create_function(REGEXP_SQL, 2, regexp, deterministic=True)
-        conn.create_function("semdex_has_cjk", 1, cjk.has_cjk, deterministic=True)
-        conn.create_function("semdex_cjk_terms", 1, cjk.index_text, deterministic=True)
         conn.executescript(_SCHEMA)
         self._migrate()
 
@@ -216,13 +214,14 @@ class Manifest:
 
     # ------------------------------------------------------------ reads
 
+    # Reads on this thread's `Database.reader`: the last commit, without waiting for the writer.
+
     def file(self, path: str) -> FileRow | None:
-        with self._db.lock:
-            row = self._db.conn.execute(
-                "SELECT path,size,mtime_ns,hash,kind,status,reason,file_type,chunks,extractor "
-                "FROM files WHERE path=?",
-                (path,),
-            ).fetchone()
+        row = self._db.reader().execute(
+            "SELECT path,size,mtime_ns,hash,kind,status,reason,file_type,chunks,extractor "
+            "FROM files WHERE path=?",
+            (path,),
+        ).fetchone()
         if row is None:
             return None
         path, size, mtime_ns, content_hash, kind, status, *rest = row
@@ -247,13 +246,12 @@ class Manifest:
             return {p: (s, m) for p, s, m in self._db.conn.execute("SELECT path,size,mtime_ns FROM files")}
 
     def chunks_of(self, path: str) -> list[ChunkRow]:
-        with self._db.lock:
-            rows = self._db.conn.execute(
-                f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE path=? ORDER BY ord", (path,)).fetchall()
+        rows = self._db.reader().execute(
+            f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE path=? ORDER BY ord", (path,)).fetchall()
         return [ChunkRow(*r) for r in rows]
 
     def chunks_by_id(self, ids: Sequence[str]) -> dict[str, ChunkRow]:
-        rows = self._db.by_ids(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id", ids)
+        rows = self._db.by_ids(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id", ids, read=True)
         return {r[0]: ChunkRow(*r) for r in rows}
 
     def all_chunk_ids(self, embedded: bool = False) -> set[str]:
@@ -264,11 +262,15 @@ class Manifest:
     def counts(self) -> dict[str, int]:
         """Files by status (``indexed``: their words are searchable), ``chunks``, and what awaits
         meaning: ``chunks_awaiting`` (no vector yet) in ``files_awaiting`` files."""
-        with self._db.lock:
-            by_status = dict(self._db.conn.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
-            chunks = self._db.conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
-            awaiting, files = self._db.conn.execute(
+        conn = self._db.reader()
+        conn.execute("BEGIN")   # one snapshot for the three
+        try:
+            by_status = dict(conn.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
+            chunks = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+            awaiting, files = conn.execute(
                 "SELECT count(*), count(DISTINCT path) FROM chunks WHERE embedded = 0").fetchone()
+        finally:
+            conn.execute("COMMIT")
         return {"indexed": by_status.get("indexed", 0), "skipped": by_status.get("skipped", 0),
                 "failed": by_status.get("failed", 0), "chunks": chunks, "chunks_awaiting": awaiting,
                 "files_awaiting": files}
@@ -300,8 +302,7 @@ class Manifest:
         drop the chunks no vector can be made for: ``failed`` maps a path to (its chunk ids,
         the reason), and that file becomes `Kind.PARTIAL` with the reason. Journalled ids are
         cleared. Call only after the store holds every vector of ``vectors``."""
-        with self._db.transaction():
-            self.lexical.chunks_changed()
+        with self.lexical.changing(), self._db.transaction():
             self._db.conn.executemany("UPDATE chunks SET embedded = 1, vec = ? WHERE id = ? AND embedded = 0",
                                       [(pack(v), cid) for cid, v in vectors.items()])
             for path, (ids, reason) in failed.items():
@@ -323,9 +324,8 @@ class Manifest:
 
     def indexed_types(self) -> list[str]:
         """The file types of indexed files, sorted."""
-        with self._db.lock:
-            rows = self._db.conn.execute(
-                "SELECT DISTINCT file_type FROM files WHERE status = 'indexed' ORDER BY file_type").fetchall()
+        rows = self._db.reader().execute(
+            "SELECT DISTINCT file_type FROM files WHERE status = 'indexed' ORDER BY file_type").fetchall()
         return [r[0] for r in rows if r[0]]
 
     def commit_files(self, updates: Sequence[FileUpdate], deleted: Sequence[str] = (),
@@ -336,8 +336,7 @@ class Manifest:
         Call only after the store holds every chunk of ``updates`` and none of their stale ones.
         """
         now = time.time()
-        with self._db.transaction():
-            self.lexical.chunks_changed()  # document frequencies cached before this are stale
+        with self.lexical.changing(), self._db.transaction():   # cached document frequencies go stale
             for path in deleted:
                 self._forget(path)
             for u in updates:
