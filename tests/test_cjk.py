@@ -198,7 +198,7 @@ def test_an_older_manifest_gains_chunks_cjk_on_open(tmp_path: Path, older: str) 
                       f"UPDATE meta SET value = '{older}' WHERE key = 'schema';")
     con.close()
     m = Manifest(db)
-    assert m.get_meta("schema") == str(SCHEMA_VERSION) == "5"
+    assert m.get_meta("schema") == str(SCHEMA_VERSION) == "6"
     assert ids(m, "冷蔵庫") == {"/r/a.md#冷蔵庫で保存"} and ids(m, "Kette") == {"/r/a.md#Kette"}
     assert cjk_rows(db) == 1
     m.commit_files([], deleted=["/r/a.md"])

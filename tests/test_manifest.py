@@ -129,3 +129,47 @@ def test_words_first_then_vectors_then_a_failed_chunk(tmp_path):
     row = m.file("/r/a.md")
     assert row is not None and (row.kind, row.reason, row.chunks) == ("partial", "partly indexed: x", 2)
     assert m.counts()["chunks_awaiting"] == 1 and m.counts()["files_awaiting"] == 1
+
+
+def _recount(m: Manifest) -> dict[str, int]:
+    """What `Manifest.tallies` should say, counted from the rows."""
+    conn = m._db.conn
+    by_status = dict(conn.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall())
+    return {"indexed": by_status.get("indexed", 0), "skipped": by_status.get("skipped", 0),
+            "failed": by_status.get("failed", 0),
+            "chunks": conn.execute("SELECT count(*) FROM chunks").fetchone()[0],
+            "chunks_awaiting": conn.execute("SELECT count(*) FROM chunks WHERE embedded = 0").fetchone()[0]}
+
+
+def test_tallies_follow_every_kind_of_write_and_an_older_manifest_gains_them(tmp_path):
+    """The running counts equal a recount after random histories of words commits (new, edited,
+    skipped, re-indexed files), vectors (some chunks failing), forgotten files; and a manifest
+    made before them gets them, counted, at open."""
+    import random
+
+    rnd = random.Random(3)
+    m = Manifest(tmp_path / "m.sqlite3")
+    paths = [f"/r/{i}.md" for i in range(8)]
+    for step in range(150):
+        path = rnd.choice(paths)
+        action = rnd.random()
+        if action < 0.45:
+            texts = [f"t{rnd.randrange(12)}" for _ in range(rnd.randrange(0, 5))]
+            status = "indexed" if texts else rnd.choice(["skipped", "failed"])
+            m.commit_files([FileUpdate(path, step, step, f"h{step}", status, chunks=rows(path, list(dict.fromkeys(texts))))])
+        elif action < 0.8:
+            awaiting = [c.id for c in m.awaiting_chunks([path])]
+            ok = {cid: np.ones(4, np.float32) for cid in awaiting if rnd.random() < 0.7}
+            bad = [cid for cid in awaiting if cid not in ok and rnd.random() < 0.5]
+            m.commit_vectors(ok, {path: (bad, "failed: too long")} if bad else {})
+        else:
+            m.commit_files([], deleted=[path])
+        assert m.tallies() == _recount(m), step
+    assert m.counts()["files_awaiting"] == len(m.awaiting_files())
+    for (trigger,) in m._db.conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'tally_%'").fetchall():
+        m._db.conn.execute(f"DROP TRIGGER {trigger}")   # as a schema 5 manifest
+    m._db.conn.execute("DROP TABLE tallies")
+    expected = _recount(m)
+    m.close()
+    again = Manifest(tmp_path / "m.sqlite3")
+    assert again.tallies() == expected and again.get_meta("schema") == "6"

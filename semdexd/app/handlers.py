@@ -209,7 +209,7 @@ class Api:
 def _coverage(manifest: Manifest) -> dict[str, Any] | None:
     """While chunks of ``manifest`` await vectors: ``{"semantic": share of chunks with one,
     "chunks": n, "awaiting": m}`` (a search finds the others by their words only), else None."""
-    counts = manifest.counts()
+    counts = manifest.tallies()
     if not counts["chunks_awaiting"] or not counts["chunks"]:
         return None
     share = (counts["chunks"] - counts["chunks_awaiting"]) / counts["chunks"]

@@ -194,7 +194,7 @@ class Service:
             previous = find_previous(cfg, key, info, pool) if manifest.get_meta(META_COMPLETE) != "1" else None
             if previous is not None:
                 undo.callback(previous.close)
-            indexer = Indexer(cfg, manifest, store, pool, pool.token_counter().count, info.max_tokens, self.metrics)
+            indexer = Indexer(cfg, manifest, store, pool, pool.token_counter().count, info, self.metrics)
             undo.callback(indexer.stop)
             recover(manifest, store, indexer.queue, indexer.backlog,
                     full_check=manifest.get_meta("clean_shutdown") != "1", follow_symlinks=cfg.index.follow_symlinks)
@@ -449,7 +449,7 @@ class Service:
         out: dict[str, Any] = {"state": self.state(), "error": self.error, "files_done": 0, "files_total": 0,
                                "files_queued": 0, "chunks": 0}
         if self._ready.is_set():
-            counts = self.manifest.counts()
+            counts = self.manifest.tallies()
             queued = self.indexer.queue.pending() + self.indexer.queue.in_flight()
             done = counts["indexed"] + counts["skipped"] + counts["failed"]
             out.update(files_done=done, files_total=done + queued, files_queued=queued, chunks=counts["chunks"],

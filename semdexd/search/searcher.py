@@ -140,9 +140,9 @@ class Searcher:
 
     def vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
         """The stored vectors of ``ids``: the manifest's copies, the store's for chunks written
-        before the manifest kept them."""
+        before the manifest kept them (chunks awaiting their vector have none)."""
         found = self.manifest.copies.vectors(ids) if ids else {}
-        rest = [cid for cid in ids if cid not in found]
+        rest = self.manifest.copies.only_in_store([cid for cid in ids if cid not in found])
         found.update(self.store.vectors(rest) if rest else {})
         return found
 

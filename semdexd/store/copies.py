@@ -26,8 +26,14 @@ class Copies:
     def vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The vectors kept beside ``ids`` (float32 from float16: cosines within ~1e-4 of the
         store's); chunks written before the manifest kept them are left out (ask the store)."""
-        rows = self._db.by_ids("SELECT id, vec FROM chunks WHERE id", ids, " AND vec IS NOT NULL")
+        rows = self._db.by_ids("SELECT id, vec FROM chunks WHERE id", ids, " AND vec IS NOT NULL", read=True)
         return {cid: np.frombuffer(blob, np.float16).astype(np.float32) for cid, blob in rows}
+
+    def only_in_store(self, ids: Sequence[str]) -> list[str]:
+        """Those of ``ids`` whose vector is in the store but not kept here (chunks written before
+        the manifest kept them); not chunks still awaiting a vector."""
+        return [r[0] for r in self._db.by_ids("SELECT id FROM chunks WHERE id", ids,
+                                              " AND vec IS NULL AND embedded = 1", read=True)]
 
     def missing(self, after: int, limit: int) -> list[tuple[int, str]]:
         """Up to ``limit`` (rowid, id) of chunks with no kept vector, rowid above ``after``, in
