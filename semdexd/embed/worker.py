@@ -14,10 +14,8 @@ thread for good while the main thread keeps its heartbeat (a model call that nev
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
-import signal
 import socket
 import sys
 import threading
@@ -35,6 +33,7 @@ from semdexd.embed.encoder import Encoded, Encoder, check_output
 from semdexd.embed.errors import ModelError
 from semdexd.embed.model import ModelInfo
 from semdexd.faults import POISON_EXIT, Faults
+from semdexd.system.orphans import die_with_parent
 
 MODEL_WRONG_EXIT = 78   # the model's output failed `check_output` (like EX_CONFIG: retrying will not help)
 
@@ -51,18 +50,6 @@ class Options:
     nice: int = 0                   # added to this process's CPU niceness at start
     server_public_key: str = ""     # CurveZMQ: the broker's public key (z85)
     secret_key_file: str = ""       # CurveZMQ: this worker's certificate (zmq.auth format)
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Ask the kernel to SIGKILL us when the parent goes; exit now if it already went.
-    ``parent_pid`` 0 (a remote worker, started by hand or by a service manager): nothing to do."""
-    if not parent_pid:
-        return
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent_pid:
-        os._exit(0)
 
 
 def _send(sock: zmq.Socket[bytes], frame: bytes) -> None:

@@ -2,11 +2,17 @@
 
 Words first, meaning next:
 
-    ChangeQueue ─▶ prepare (stat, extract, chunk, diff vs manifest) ─▶ write words ─┐
-                   1 thread, most urgent paths first                                │
-    Backlog (files whose chunks await vectors, best first) ◀────────────────────────┘
+    ChangeQueue ─▶ prepare (stat, read: extract + chunk, diff vs manifest) ─▶ write words ─┐
+                   1 thread, most urgent paths first; reads in reader            │
+                   processes while many files wait                               │
+    Backlog (files whose chunks await vectors, best first) ◀──────────────────────┘
       ─▶ embed (pool) ─▶ write vectors
          2 threads        the same writer thread, words before vectors
+
+The prepare stage reads a few files (a save) itself, and hands files to reader processes
+(`semdexd.index.readers`, one per core) while at least ``[index] readers_from`` wait or the
+readers are still running: reading is pure Python, and one thread of the daemon would both cap it at one
+core and hold the GIL searches need.
 
 Writing a file's words deletes its stale chunks from the store, then commits its row and chunks
 to the manifest, its new chunks marked as awaiting vectors: from then on lexical and hybrid
@@ -29,8 +35,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +47,15 @@ import structlog
 from semdexd.backoff import Backoff
 from semdexd.config import Config
 from semdexd.embed.jobs import Embedder
+from semdexd.embed.model import ModelInfo
 from semdexd.faults import Faults
 from semdexd.index.backlog import Backlog, Waiting
 from semdexd.index.changes import Change, ChangeQueue, Urgency
 from semdexd.index.health import WriteHealth, describe, store_unavailable
 from semdexd.index.metrics import Metrics
-from semdexd.index.prepare import FileJob, Preparer, record
+from semdexd.index.prepare import FileJob, Preparer, ToRead, record
+from semdexd.index.read import Reading, ReadLimits, read_error
+from semdexd.index.readers import Readers, Setup
 from semdexd.index.reconcile import reconcile
 from semdexd.kinds import Kind
 from semdexd.store.manifest import ChunkRow, Manifest
@@ -83,14 +93,12 @@ class Indexer:
     """
 
     def __init__(self, cfg: Config, manifest: Manifest, store: VectorStore, embedder: Embedder,
-                 count_tokens: Callable[[Sequence[str]], list[int]], max_tokens: int,
+                 count_tokens: Callable[[Sequence[str]], list[int]], info: ModelInfo,
                  metrics: Metrics) -> None:
         self.cfg = cfg
         self.manifest = manifest
         self.store = store
         self.embedder = embedder
-        self.count_tokens = count_tokens
-        self.max_tokens = max_tokens
         self.metrics = metrics
         self.queue = ChangeQueue()
         self.backlog = Backlog()
@@ -102,7 +110,10 @@ class Indexer:
         self._vectors_q: queue.Queue[VectorJob] = queue.Queue(maxsize=2)
         self._threads: list[threading.Thread] = []
         self.faults = Faults.from_env()   # test-only: crash or hang at a stage (semdexd.faults)
-        self.preparer = Preparer(cfg, manifest, count_tokens, max_tokens, metrics, self.faults)
+        limits = ReadLimits.of(cfg, info.max_tokens)
+        self.preparer = Preparer(cfg, manifest, count_tokens, limits, metrics, self.faults)
+        self.readers: Readers | None = Readers(Setup.of(info, limits, cfg.pool.nice), cfg.reader_count,
+                                                     self._stopping)
         self._attempts: dict[str, int] = {}    # transient failures in a row, per path
         self.set_folders(cfg.index.folders)
 
@@ -187,34 +198,86 @@ class Indexer:
         return self.paused.is_set() or self.health.degraded
 
     def _prepare_loop(self) -> None:
-        while not self._stopping.is_set():
-            if self._held():
-                self._stopping.wait(POLL_S)
-                continue
-            changes = self.queue.take(TAKE_FILES, timeout=0.2)
-            if self._held():   # since take began waiting
-                self.queue.give_back(changes)
-                continue
-            group: list[FileJob] = []
-            rows = 0
-            for change in changes:
-                job = self._safe_prepare(change)
-                group.append(job)
-                rows += len(job.update.chunks) if job.update is not None else 0
-                if rows >= WORDS_CHUNKS:   # a commit holds the manifest (searches wait): keep it short
-                    if not self._put(self._words_q, group):
-                        return
-                    group, rows = [], 0
-            if group and not self._put(self._words_q, group):
-                return
-
-    def _safe_prepare(self, change: Change) -> FileJob:
         try:
-            job = self.preparer.prepare(change.path, self.roots, change.force)
+            while not self._stopping.is_set():
+                if self._held():
+                    self._stopping.wait(POLL_S)
+                    continue
+                changes = self.queue.take(TAKE_FILES, timeout=0.2)
+                if self._held():   # since take began waiting
+                    self.queue.give_back(changes)
+                    continue
+                if not changes:
+                    if self.readers is not None:
+                        self.readers.close_if_idle()
+                    continue
+                if not self._prepare(changes):
+                    return
+        finally:
+            if self.readers is not None:
+                self.readers.close()
+
+    def _prepare(self, changes: list[Change]) -> bool:
+        """Prepare ``changes`` and hand their words to the writer in commits of about
+        `WORDS_CHUNKS` chunks; False if stopping first."""
+        group: list[FileJob] = []
+        rows = 0
+        for job in self._jobs(changes):
+            group.append(job)
+            rows += len(job.update.chunks) if job.update is not None else 0
+            if rows >= WORDS_CHUNKS:   # a commit holds the manifest (searches wait): keep it short
+                if not self._put(self._words_q, group):
+                    return False
+                group, rows = [], 0
+        return not group or self._put(self._words_q, group)
+
+    def _jobs(self, changes: list[Change]) -> Iterator[FileJob]:
+        """The `FileJob` of each change: at once for those that need no reading, then the
+        others as they are read."""
+        todo: list[tuple[Change, ToRead]] = []
+        for change in changes:
+            planned = self._guarded(change, partial(self.preparer.plan, change.path, self.roots, change.force))
+            if isinstance(planned, ToRead):
+                todo.append((change, planned))
+            else:
+                yield planned
+        for change, planned, reading in self._read(todo):
+            yield self._guarded(change, partial(self.preparer.finish, planned, reading))
+
+    def _read(self, todo: list[tuple[Change, ToRead]]) -> Iterator[tuple[Change, ToRead, Reading]]:
+        """Read ``todo``: in reader processes while many files wait (or they still run), else
+        here. Nothing more once stopping."""
+        readers = self.readers
+        if todo and readers is not None and (readers.running or len(todo) + self.queue.pending() >= self.cfg.index.readers_from):
+            left = dict(enumerate(todo))
+            try:
+                for i, reading in readers.read([(t.path, t.unless_hash) for _, t in todo]):
+                    yield *left.pop(i), reading
+                return
+            except OSError as exc:   # no reader process could start: read here from now on
+                log.error("readers_unavailable", error=str(exc))
+                readers.close()
+                self.readers = None
+                todo = list(left.values())
+        for change, planned in todo:
+            if self._stopping.is_set():
+                return
+            try:
+                reading = self.preparer.read_here(planned)
+            except Exception as exc:  # one bad file never stops the others
+                log.exception("prepare_failed", path=change.path)
+                reading = read_error(exc)
+            yield change, planned, reading
+
+    def _guarded(self, change: Change, step: Callable[[], Any]) -> Any:
+        """``step()`` for ``change``, with the change's urgency; an error records the file as failed."""
+        try:
+            job = step()
         except Exception as exc:  # one bad file never stops the others
             log.exception("prepare_failed", path=change.path)
             job = record(self.manifest, change.path, None, Kind.FAILED, f"failed: {type(exc).__name__}: {exc}")
-        job.urgency = change.urgency
+        if isinstance(job, FileJob):
+            job.urgency = change.urgency
         return job
 
     # ------------------------------------------------------------ stage 2: embed

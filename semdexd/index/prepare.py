@@ -1,11 +1,13 @@
 """Stage 1's work on one path: what it needs, decided against the manifest.
 
 A path outside the roots, ignored, gone or now a folder is forgotten; one unchanged since it was
-recorded needs nothing; a symlink not followed, a file that cannot be read or holds no text is
-recorded with its kind and reason; otherwise it is extracted and chunked (journalled as being read
-meanwhile: a file the daemon dies reading is found at the next start, `semdexd.index.recovery`),
-and its chunks are diffed against the manifest's: new ones await vectors, stale ones leave the
-store. The result is a `FileJob` for the writer (`semdexd.index.pipeline`).
+recorded needs nothing; a symlink not followed is recorded with its kind and reason (`plan`).
+Otherwise it is read (`semdexd.index.read`: extracted and chunked), in the daemon (`read_here`,
+journalled as being read meanwhile: a file the daemon dies reading is found at the next start,
+`semdexd.index.recovery`) or in a reader process (`semdexd.index.readers`); a file without text
+is recorded with its reason, and the chunks of one with text are diffed against the manifest's:
+new ones await vectors, stale ones leave the store (`finish`). The result is a `FileJob` for the
+writer (`semdexd.index.pipeline`).
 """
 
 from __future__ import annotations
@@ -13,22 +15,22 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import structlog
 
-from semdexd.chunk import cap_chunks, chunk_budget_chars, chunk_text
+from semdexd.chunk import Chunk
+from semdexd.chunk.units import CountTokens
 from semdexd.config import Config
-from semdexd.extract import EXTRACTOR_VERSION, extract
-from semdexd.extract.result import cap_text
+from semdexd.extract import EXTRACTOR_VERSION
 from semdexd.faults import Faults
 from semdexd.index.changes import Urgency
 from semdexd.index.metrics import Metrics
+from semdexd.index.read import Reading, ReadLimits, read_file
 from semdexd.kinds import Kind
-from semdexd.store.manifest import ChunkRow, FileUpdate, Manifest
+from semdexd.store.manifest import ChunkRow, FileRow, FileUpdate, Manifest
 from semdexd.tree.roots import Roots
 
 log = structlog.get_logger()
@@ -49,6 +51,21 @@ class FileJob:
     new: list[ChunkRow] = field(default_factory=list)     # chunks new in this version: they await vectors
     stale: list[str] = field(default_factory=list)        # ids to delete from the store
     urgency: Urgency = Urgency.BACKLOG
+
+
+@dataclass(frozen=True)
+class ToRead:
+    """A file `Preparer.plan` found changed: to be read, then `Preparer.finish`ed."""
+
+    path: str
+    st: os.stat_result
+    old: FileRow | None
+    force: bool
+
+    @property
+    def unless_hash(self) -> str:
+        """Content that needs no chunking: the recorded file's, unless a reread is forced."""
+        return self.old.hash if self.old and self.old.kind.searchable and not self.force else ""
 
 
 def stat_of(p: Path, follow_symlinks: bool) -> os.stat_result:
@@ -80,20 +97,20 @@ def record(manifest: Manifest, path: str, st: os.stat_result | None, kind: Kind,
 
 
 class Preparer:
-    """Reads files for the prepare stage: extraction and chunking within the configured caps."""
+    """Decides what a path needs and turns what reading it gave into a `FileJob`."""
 
-    def __init__(self, cfg: Config, manifest: Manifest, count_tokens: Callable[[Sequence[str]], list[int]],
-                 max_tokens: int, metrics: Metrics, faults: Faults) -> None:
+    def __init__(self, cfg: Config, manifest: Manifest, count_tokens: CountTokens, limits: ReadLimits,
+                 metrics: Metrics, faults: Faults) -> None:
         self.cfg = cfg
         self.manifest = manifest
         self.count_tokens = count_tokens
-        self.max_tokens = max_tokens
+        self.limits = limits
         self.metrics = metrics
         self.faults = faults
 
-    def prepare(self, path: str, roots: Roots, force: bool = False) -> FileJob:
-        """Decide what ``path`` needs (under ``roots``): forget it, record a skip, or (re)index
-        changed chunks."""
+    def plan(self, path: str, roots: Roots, force: bool = False) -> FileJob | ToRead:
+        """What ``path`` (under ``roots``) needs: a `FileJob` at once (forget it, record a skip,
+        nothing), or a `ToRead`."""
         p = Path(path)
         where = roots.root_of(p)
         if where is None or where[1].ignored(p, is_dir=False):
@@ -114,47 +131,45 @@ class Preparer:
             return record(self.manifest, path, st, Kind.SKIPPED, reason)
         if stat.S_ISDIR(st.st_mode):
             return forget(self.manifest, path)
-        self.manifest.journal.mark_preparing(path)      # cleared once read: see `semdexd.index.recovery`
+        return ToRead(path, st, old, force)
+
+    def read_here(self, todo: ToRead) -> Reading:
+        """Read ``todo`` in this process, journalled as being read meanwhile."""
+        self.manifest.journal.mark_preparing(todo.path)      # cleared once read: see `semdexd.index.recovery`
         try:
-            return self._read(path, p, st, old, force)
+            self.faults.stage("prepare", Path(todo.path).name)
+            return read_file(Path(todo.path), self.limits, self.count_tokens, todo.unless_hash)
         finally:
-            self.manifest.journal.clear_preparing(path)
+            self.manifest.journal.clear_preparing(todo.path)
 
-    @staticmethod
-    def _reread(old: Any) -> bool:
-        """A skip or failure decided by another extractor version is worth reading again."""
-        return bool(not old.kind.searchable and old.kind != Kind.POISON and old.extractor != EXTRACTOR_VERSION)
-
-    def _read(self, path: str, p: Path, st: os.stat_result, old: Any, force: bool) -> FileJob:
-        """Extract and chunk ``path`` (journalled as being read by the caller)."""
-        self.faults.stage("prepare", p.name)
-        with self.metrics.stage("extract"):
-            ex = extract(p, max_bytes=int(self.cfg.index.max_file_mb * 1024 * 1024),
-                         max_chars=int(self.cfg.index.max_text_mb * 1024 * 1024))
-        if not ex.has_text:
-            return record(self.manifest, path, st, ex.kind, ex.reason, ex.content_hash, ex.file_type)
-        if old and old.kind.searchable and old.hash == ex.content_hash and not force:
-            return self._unchanged(path, old, st)
-        cap = self.cfg.index.max_chunks_per_file
-        text = cap_text(ex.text, chunk_budget_chars(cap, self.cfg.chunk.target_tokens))
-        with self.metrics.stage("chunk"):
-            chunks = chunk_text(text.text, file_type=ex.file_type, count_tokens=self.count_tokens,
-                                target_tokens=self.cfg.chunk.target_tokens, max_tokens=self.max_tokens,
-                                overlap_tokens=self.cfg.chunk.overlap_tokens)
-        chunks, reason = cap_chunks(chunks, cap, ex.reason, cut=bool(text.reason))
-        rows = self._rows(path, chunks)
+    def finish(self, todo: ToRead, reading: Reading) -> FileJob:
+        """The `FileJob` of ``todo`` read as ``reading``: a skip recorded, the touch of an
+        unchanged file, or its chunks diffed against the manifest's."""
+        self.metrics.add("extract", reading.extract_s)
+        self.metrics.add("chunk", reading.chunk_s)
+        path = todo.path
+        if not reading.has_text:
+            return record(self.manifest, path, None if reading.again else todo.st, reading.kind, reading.reason,
+                          reading.content_hash, reading.file_type)
+        if reading.unchanged and todo.old is not None:
+            return self._unchanged(path, todo.old, todo.st)
+        rows = self._rows(path, reading.chunks)
         existing = {r.id for r in self.manifest.chunks_of(path)}
         new = [r for r in rows if r.id not in existing]
         self.metrics.count("chunks_reused", len(rows) - len(new))
-        if reason:
-            log.info("file_truncated", path=path, reason=reason)
-        kind = Kind.TRUNCATED if reason else Kind.INDEXED
-        update = FileUpdate(path, st.st_size, st.st_mtime_ns, ex.content_hash, kind, reason,
-                            ex.file_type, tuple(rows), EXTRACTOR_VERSION)
+        if reading.reason:
+            log.info("file_truncated", path=path, reason=reading.reason)
+        update = FileUpdate(path, todo.st.st_size, todo.st.st_mtime_ns, reading.content_hash, reading.kind,
+                            reading.reason, reading.file_type, tuple(rows), EXTRACTOR_VERSION)
         return FileJob(path, update, new=new, stale=sorted(existing - {r.id for r in rows}))
 
     @staticmethod
-    def _rows(path: str, chunks: Sequence[Any]) -> list[ChunkRow]:
+    def _reread(old: FileRow) -> bool:
+        """A skip or failure decided by another extractor version is worth reading again."""
+        return bool(not old.kind.searchable and old.kind != Kind.POISON and old.extractor != EXTRACTOR_VERSION)
+
+    @staticmethod
+    def _rows(path: str, chunks: Sequence[Chunk]) -> list[ChunkRow]:
         seen: dict[str, int] = {}
         rows = []
         for ordinal, c in enumerate(chunks):
@@ -164,7 +179,7 @@ class Preparer:
                                  c.end_line, c.start_byte, c.end_byte, c.text))
         return rows
 
-    def _unchanged(self, path: str, old: Any, st: os.stat_result) -> FileJob:
+    def _unchanged(self, path: str, old: FileRow, st: os.stat_result) -> FileJob:
         """Content unchanged (only touched): keep the chunks, refresh size/mtime."""
         rows = tuple(self.manifest.chunks_of(path))
         update = FileUpdate(path, st.st_size, st.st_mtime_ns, old.hash, old.kind, old.reason,
