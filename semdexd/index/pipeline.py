@@ -225,7 +225,7 @@ class Indexer:
         for job in self._jobs(changes):
             group.append(job)
             rows += len(job.update.chunks) if job.update is not None else 0
-            if rows >= WORDS_CHUNKS:   # a commit holds the manifest (searches wait): keep it short
+            if rows >= WORDS_CHUNKS:   # a live save's words wait for the commit before them: keep it short
                 if not self._put(self._words_q, group):
                     return False
                 group, rows = [], 0
