@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -101,3 +102,37 @@ def sha256_file(path: Path) -> str:
 WITH_CTRL_C = [sys.executable, "-c",
                "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"]
 
+
+def index_snapshot(inst: Instance, word: str = "reliability") -> tuple[set[str], set[str], dict[str, str]]:
+    """(manifest chunk ids, store ids, path -> hash) read from disk with no daemon running; the
+    lexical index is checked against the chunks it indexes (FTS5's integrity check, and a search
+    for ``word`` finds exactly the chunks holding it)."""
+    from semdexd.store.manifest import Manifest
+    from semdexd.store.layout import Layout
+    from semdexd.store.vectors import VectorStore
+
+    cfg = inst.config()
+    db = next((cfg.paths.data_dir / "index").glob("*/manifest.sqlite3"))
+    manifest = Manifest(db)
+    store = VectorStore(cfg, Layout.of(cfg).collection_of(db.parent.name))
+    files = {p: manifest.file(p).hash for p in manifest.all_paths()}
+    chunk_ids = manifest.all_chunk_ids()
+    # the lexical index agrees with the chunks it indexes (raises if FTS and content differ) ...
+    with sqlite3.connect(db) as con:
+        con.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
+        with_word = {r[0] for r in con.execute("SELECT id FROM chunks WHERE text LIKE ?", (f"%{word}%",))}
+    # ... and finds exactly the chunks that contain a word
+    assert {i for i, _ in manifest.lexical.search(f'"{word}"', 10_000)} == with_word
+    out = (chunk_ids, store.all_ids(), files)
+    manifest.close()
+    return out
+
+
+def assert_like_clean_run(inst: Instance, clean: tuple[set[str], set[str], dict[str, str]]) -> None:
+    """The index of ``inst`` (no daemon running) equals the clean run's: same files, same chunk
+    ids, and the store holds exactly the manifest's ids."""
+    chunk_ids, store_ids, files = index_snapshot(inst)
+    want_ids, _, want_files = clean
+    assert files == want_files
+    assert chunk_ids == want_ids
+    assert store_ids == chunk_ids, (len(store_ids - chunk_ids), len(chunk_ids - store_ids))

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support import Instance, wait_for
+from tests.support import Instance, assert_like_clean_run, index_snapshot, wait_for
 
 FILES = 24
 
@@ -92,39 +92,6 @@ class Daemon:
         for child in self.children:  # workers must not outlive the daemon
             wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE,
                      timeout=30, what=f"worker {child.pid} to exit after the daemon died")
-
-
-def index_snapshot(inst: Instance) -> tuple[set[str], set[str], dict[str, str]]:
-    """(manifest chunk ids, store ids, path -> hash) read from disk with no daemon running."""
-    from semdexd.store.manifest import Manifest
-    from semdexd.store.layout import Layout
-    from semdexd.store.vectors import VectorStore
-
-    db = next((Path(inst.env["XDG_DATA_HOME"]) / "semdex" / "index").glob("*/manifest.sqlite3"))
-    manifest = Manifest(db)
-    cfg = inst.config()
-    store = VectorStore(cfg, Layout.of(cfg).collection_of(db.parent.name))
-    files = {p: manifest.file(p).hash for p in manifest.all_paths()}
-    chunk_ids = manifest.all_chunk_ids()
-    # the lexical index agrees with the chunks it indexes (raises if FTS and content differ) ...
-    with sqlite3.connect(db) as con:
-        con.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')")
-        with_word = {r[0] for r in con.execute("SELECT id FROM chunks WHERE text LIKE '%reliability%'")}
-    # ... and finds exactly the chunks that contain a word
-    assert {i for i, _ in manifest.lexical.search('"reliability"', 10_000)} == with_word
-    out = (chunk_ids, store.all_ids(), files)
-    manifest.close()
-    return out
-
-
-def assert_like_clean_run(inst: Instance, clean: tuple[set[str], set[str], dict[str, str]]) -> None:
-    """The index of ``inst`` (no daemon running) equals the clean run's: same files, same chunk
-    ids, and the store holds exactly the manifest's ids."""
-    chunk_ids, store_ids, files = index_snapshot(inst)
-    want_ids, _, want_files = clean
-    assert files == want_files
-    assert chunk_ids == want_ids
-    assert store_ids == chunk_ids, (len(store_ids - chunk_ids), len(chunk_ids - store_ids))
 
 
 def run_to_idle(inst: Instance, prefix: list[str] | None = None) -> None:

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.support import Instance, wait_for
+from tests.support import Instance, assert_like_clean_run, index_snapshot, wait_for
 
 FILES = 16
 HALF = FILES // 2
@@ -93,32 +93,6 @@ def run_to_idle(inst: Instance, log: Path) -> None:
     assert d.proc.returncode == 0
 
 
-def snapshot(inst: Instance) -> tuple[set[str], set[str], dict[str, str]]:
-    """(manifest chunk ids, store ids, path -> hash), read with no daemon running."""
-    from semdexd.store.manifest import Manifest
-    from semdexd.store.layout import Layout
-    from semdexd.store.vectors import VectorStore
-
-    cfg = inst.config()
-    db = next((cfg.paths.data_dir / "index").glob("*/manifest.sqlite3"))
-    manifest = Manifest(db)
-    store = VectorStore(cfg, Layout.of(cfg).collection_of(db.parent.name))
-    files = {p: manifest.file(p).hash for p in manifest.all_paths()}  # type: ignore[union-attr]
-    out = (manifest.all_chunk_ids(), store.all_ids(), files)
-    manifest.close()
-    return out
-
-
-def assert_like_clean_run(inst: Instance, clean: tuple[set[str], set[str], dict[str, str]]) -> None:
-    """The index of ``inst`` (no daemon running) equals the clean run's: same files, same chunk
-    ids, and the store holds exactly the manifest's ids."""
-    chunk_ids, store_ids, files_now = snapshot(inst)
-    want_ids, _, want_files = clean
-    assert files_now == want_files
-    assert chunk_ids == want_ids
-    assert store_ids == chunk_ids, (len(store_ids - chunk_ids), len(chunk_ids - store_ids))
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("degraded") / "corpus"
@@ -131,7 +105,7 @@ def clean(tmp_path_factory: pytest.TempPathFactory, corpus: Path, model_info: An
     tmp = tmp_path_factory.mktemp("clean")
     inst = Instance(tmp, [corpus])
     run_to_idle(inst, tmp / "stderr")
-    yield snapshot(inst)
+    yield index_snapshot(inst)
     inst.cleanup()
 
 
@@ -349,7 +323,7 @@ def test_sigterm_during_a_cold_index_stops_quickly_and_the_next_start_completes(
         assert d.proc.returncode == 0
         print(f"stop during a cold index: {took:.1f}s ({st['files_indexed']} of 16 files written)")
         run_to_idle(inst, log)
-        got = snapshot(inst)
+        got = index_snapshot(inst)
 
         ref = Instance(tmp_path / "ref", [folder], chunk=small)
         cache = inst.config().paths.cache_file
@@ -358,7 +332,7 @@ def test_sigterm_during_a_cold_index_stops_quickly_and_the_next_start_completes(
         for f in cache.parent.glob(cache.name + "*"):
             shutil.copy(f, ref_data / f.name)
         run_to_idle(ref, tmp_path / "ref.stderr")
-        want = snapshot(ref)
+        want = index_snapshot(ref)
         ref.cleanup()
         assert got[2] == want[2]
         assert got[0] == want[0]

@@ -8,8 +8,8 @@ import sqlite3
 from pathlib import Path
 
 from semdexd.index.recovery import POISON_AFTER_CRASHES
-from tests.support import Instance, wait_for
-from tests.test_crash import Daemon, _idle, index_snapshot
+from tests.support import Instance, index_snapshot, wait_for
+from tests.test_crash import Daemon, _idle
 
 NOTES = 4
 
