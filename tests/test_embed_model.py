@@ -11,7 +11,10 @@ import pytest
 
 from semdexd.embed.encoder import Encoder
 from semdexd.embed.model import ModelError, ModelInfo, prepare_model
-from semdexd.embed.tokens import TokenCounter
+from semdexd.embed import tokens
+from semdexd.embed.text import clean
+from semdexd.embed.tokens import TokenCounter, load_tokenizer
+from tests.support import repository_lines
 
 FIXTURE = Path(__file__).parent / "fixtures" / "minilm_reference.json"
 
@@ -65,6 +68,23 @@ def test_token_counter_matches_reference_tokenizer(model_info, reference):
     assert counter.count([]) == []
     assert max(counter.count(texts)) > model_info.max_tokens   # counts are not truncated
     assert counter.count(["bad \udcff byte"])[0] > 2             # lone surrogates do not raise
+
+
+def test_token_counter_pieces_add_up_to_whole_texts(model_info, monkeypatch):
+    """MiniLM's counts are sums over memoised pieces (cut at white space and ASCII punctuation,
+    added tokens whole): equal to the tokenizer's count of each whole text on every line of the
+    repository and on texts made to break the cut, also while the memo turns over."""
+    monkeypatch.setattr(tokens, "MEMO_WORDS", 500)    # many generations over these texts
+    counter = TokenCounter(model_info)
+    assert counter.cut == "pieces"
+    tricky = ["[CLS]x[SEP]", "a[MASK]]b", "*[cls]* [[SEP]]", "[UNK", "x" * 150 + ".y", "y." + "x" * 150,
+              "a\u0301.b", "東京[SEP]都の", "bad \udcff(byte)", "tab\tand\u00a0nbsp", "ﬁ,ﬂ", "»guillemets«",
+              "snake_case.attr(arg=1)", "2.5e-3", "#!/usr/bin/env python3", "e-mail@example.org"]
+    texts = repository_lines() + tricky
+    tokenizer = load_tokenizer(model_info.tokenizer_file, None)
+    whole = [len(e.ids) for e in tokenizer.encode_batch_fast([clean(t) for t in texts])]
+    assert counter.count(texts) == whole
+    assert counter.count(list(reversed(texts))) == whole[::-1]    # from the memo this time
 
 
 def test_prepare_is_cheap_and_keyed_by_compute_type(tmp_path, make_config, model_info):

@@ -71,15 +71,9 @@ def layout(lines: list[str], *, prose: bool) -> Layout:
 
 
 def _indent(line: str) -> int:
-    width = 0
-    for char in line:
-        if char == " ":
-            width += 1
-        elif char == "\t":
-            width += 4
-        else:
-            break
-    return width
+    """Width of the leading white space: a space counts 1, a tab 4."""
+    blank = len(line) - len(line.lstrip(" \t"))
+    return blank + 3 * line.count("\t", 0, blank)
 
 
 def _code_strengths(lines: list[str]) -> list[int]:
@@ -100,18 +94,20 @@ def _code_strength(line_text: str, indent: int, blank_before: bool) -> int:
     stripped = line_text[:_LOOK]     # the patterns need only the start; bounds regex work
     if _CLOSING.match(stripped):
         return CONTINUATION
-    definition = bool(_DEFINITION.match(stripped) or _ANNOTATION.match(stripped)
-                      or _COMMENT.match(stripped))
     if indent == 0:
-        definition = definition or bool(_C_SIGNATURE.match(stripped))
+        definition = _is_definition(stripped) or bool(_C_SIGNATURE.match(stripped))
         if blank_before:
             return _TOP_DEF if definition else _TOP_BLOCK
         return _TOP_DEF_TIGHT if definition and not _COMMENT.match(stripped) else _MARGIN_LINE
-    if blank_before:
-        if indent <= 4:
-            return _MEMBER_DEF if definition else _MEMBER_BLOCK
-        return _INNER_BLOCK
-    return _CODE_LINE
+    if not blank_before:
+        return _CODE_LINE     # most lines: no pattern but the closing one is needed
+    if indent <= 4:
+        return _MEMBER_DEF if _is_definition(stripped) else _MEMBER_BLOCK
+    return _INNER_BLOCK
+
+
+def _is_definition(stripped: str) -> bool:
+    return bool(_DEFINITION.match(stripped) or _ANNOTATION.match(stripped) or _COMMENT.match(stripped))
 
 
 def _prose_strengths(lines: list[str]) -> list[int]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from semdexd.chunk.structure import BLANK, CONTINUATION
 
@@ -29,8 +29,9 @@ _MAX_INDENT = 255
 MAX_LINE_CHARS = 4096
 
 
-@dataclass(frozen=True, slots=True)
-class Unit:
+# Tuples, not dataclasses: a tree of 10,000 files makes millions of them (one per line), and a
+# frozen dataclass costs ~4x a tuple to build.
+class Unit(NamedTuple):
     """A span ``text[start:end]`` that a chunk boundary may fall before."""
 
     start: int
@@ -40,8 +41,7 @@ class Unit:
     key: int
 
 
-@dataclass(frozen=True, slots=True)
-class _Span:
+class _Span(NamedTuple):
     start: int
     end: int
     strength: int
@@ -55,19 +55,31 @@ def make_units(text: str, line_starts: list[int], strengths: list[int],
     ``line_starts[i]`` is where line ``i`` starts; ``strengths[i]`` is its strength (`BLANK`
     lines give no unit). Units longer than ``piece_limit`` tokens are split into pieces.
     """
-    spans = []
+    lines: list[tuple[int, int, int]] = []    # (start, end, strength) of each span
+    bodies: list[str] = []                      # its text
+    last = len(line_starts) - 1
     for index, strength in enumerate(strengths):
         if strength == BLANK:
             continue
         start = line_starts[index]
-        end = line_starts[index + 1] - 1 if index + 1 < len(line_starts) else len(text)
-        spans.extend(_long_line(text, _Span(start, _rstrip_end(text, start, end), strength)))
-    counts = count_tokens([text[s.start:s.end] for s in spans] + [""])
-    overhead = counts[-1]
-    spans = [_Span(s.start, s.end, s.strength, max(0, n - overhead)) for s, n in zip(spans, counts)]
+        end = line_starts[index + 1] - 1 if index < last else len(text)
+        if end - start <= MAX_LINE_CHARS:
+            body = text[start:end].rstrip()
+            lines.append((start, start + len(body), strength))
+            bodies.append(body)
+            continue
+        for piece in _long_line(text, _Span(start, _rstrip_end(text, start, end), strength)):
+            lines.append(piece[:3])
+            bodies.append(text[piece.start:piece.end])
+    counts = count_tokens(bodies + [""])
+    overhead = counts.pop()
+    spans = [_Span(s, e, strength, max(0, n - overhead)) for (s, e, strength), n in zip(lines, counts)]
+    refined = spans
     for splitter in (_sentences, _words, _characters):
-        spans = _refine(text, spans, splitter, count_tokens, overhead, piece_limit)
-    return [_unit(text, s) for s in spans], overhead
+        refined = _refine(text, refined, splitter, count_tokens, overhead, piece_limit)
+    if refined is not spans:
+        spans, bodies = refined, [text[s.start:s.end] for s in refined]
+    return [_unit(span, body) for span, body in zip(spans, bodies)], overhead
 
 
 def _rstrip_end(text: str, start: int, end: int) -> int:
@@ -95,9 +107,9 @@ def _long_line(text: str, span: _Span) -> list[_Span]:
     return _pieces(span, bounds, CONTINUATION)
 
 
-def _unit(text: str, span: _Span) -> Unit:
-    """Key: strength, then shallower indentation, then a hash of the text (content-defined)."""
-    body = text[span.start:span.end]
+def _unit(span: _Span, body: str) -> Unit:
+    """Key: strength, then shallower indentation, then a hash of ``body``, the span's text
+    (content-defined)."""
     shallow = _MAX_INDENT - min(_MAX_INDENT, len(body) - len(body.lstrip()))
     digest = zlib.crc32(body.encode("utf-8", "surrogatepass"))
     return Unit(span.start, span.end, span.strength, span.tokens,
