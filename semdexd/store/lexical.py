@@ -97,7 +97,9 @@ class Lexical:
                 if stale:
                     self._df.clear()
                     self._df_version = self._writes
-                    self._df_total = int(conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+                    # the manifest's running count (`Manifest.tallies`): counting the rows took
+                    # ~5 ms at 300k chunks, on every search while files were being indexed
+                    self._df_total = int(conn.execute("SELECT chunks FROM tallies").fetchone()[0])
                 for term in terms:
                     if term not in self._df:
                         self._df[term] = self._doc_freq(conn, term)
