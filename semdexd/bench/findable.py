@@ -39,7 +39,8 @@ from semdexd.config import Config
 
 SUFFIXES = frozenset({".py", ".md", ".rst", ".txt", ".html"})
 MIN_BYTES, MAX_BYTES = 1024, 256 * 1024
-WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{7,30}")
+# A whole identifier or word (not the first 31 characters of a longer one, which no search finds).
+WORD = re.compile(r"(?<![A-Za-z0-9_])[A-Za-z_][A-Za-z0-9_]{7,30}(?![A-Za-z0-9_])")
 
 
 def build_corpus(into: Path, files: int, sources: list[Path]) -> int:
