@@ -27,10 +27,11 @@ from tokenizers.pre_tokenizers import BertPreTokenizer
 
 from semdexd.embed.text import clean
 
-# Words in a generation of the memo (~3 MB). When one is full a new one starts, and a word of the
-# last one is carried over when met again: a tree's common words come back within a few files
-# and stay, its rare identifiers never come back and go. (Starting empty instead lost the common
-# words too: 25% more words sent to the tokenizer on 10,000 real files.)
+# Parts (pieces or words) in a generation of the memo (~3 MB). When one is full a new one starts,
+# and a part of the last one is carried over when met again: a tree's common words come back
+# within a few files and stay, its rare identifiers never come back and go. (Starting afresh
+# instead lost the common words too: on 1,957 files of site-packages, 578k words sent to the
+# tokenizer instead of 478k.)
 MEMO_WORDS = 20_000
 
 # Lines of the kinds a tree holds: code, prose with punctuation, accents, other scripts, symbols.
@@ -146,4 +147,4 @@ class TokenCounter:
                 encodings = self._tokenizer.encode_batch_fast([clean(w) for w in fresh], add_special_tokens=False)
                 memo.update(zip(fresh, (len(e.ids) for e in encodings)))
         get = memo.__getitem__
-        return [self._overhead + sum(map(get, split)) for split in parts]
+        return [self._overhead + sum(map(get, cut)) for cut in parts]
