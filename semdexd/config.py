@@ -120,7 +120,7 @@ class IndexConfig:
     max_chunks_per_file: int = 5000             # chunks above this are dropped (first 5000 indexed)
     debounce_ms: int = 300                      # a path must be quiet this long before indexing
     reconcile_interval_s: int = 600             # light rescan for events the OS dropped; 0 = off
-    readers: int = 0                            # processes reading files in a large (re)index; 0 = one per core
+    readers: int = 0                            # processes reading files in a large (re)index; 0 = one per core, memory allowing
     readers_from: int = 64                      # files waiting to be read from which they start
 
 
@@ -191,14 +191,15 @@ class Config:
 
         return default_workers(usable_cores(), self.pool.threads_per_worker, memory_budget_mb())
 
-    @property
-    def reader_count(self) -> int:
-        """``[index] readers``, or for 0 one per usable core."""
+    def reader_count(self, tokenizer_bytes: int) -> int:
+        """``[index] readers``, or for 0 one per usable core bounded by the memory budget left
+        beside the daemon and the workers (each reader loads the model's tokenizer, whose file
+        is ``tokenizer_bytes`` long)."""
         if self.index.readers:
             return self.index.readers
-        from semdexd.system.resources import usable_cores
+        from semdexd.system.resources import default_readers, memory_budget_mb, usable_cores
 
-        return usable_cores()
+        return default_readers(usable_cores(), memory_budget_mb(), self.worker_count, tokenizer_bytes / 2**20)
 
 
 # ---------------------------------------------------------------- XDG

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from semdexd.config import default_paths
-from semdexd.system.resources import DAEMON_MB, WORKER_MB, cgroup_limit_bytes, default_workers
+from semdexd.system.resources import DAEMON_MB, WORKER_MB, cgroup_limit_bytes, default_readers, default_workers
 from tests.test_daemon import BIN
 
 REPO = Path(__file__).resolve().parent.parent
@@ -108,6 +108,15 @@ def test_default_workers_are_bounded_by_memory() -> None:
     assert default_workers(16, 2, None) == 8         # threads per worker count against cores
     assert default_workers(16, 1, 300) == 1          # never fewer than one
     assert default_workers(1, 4, 64_000) == 1
+
+
+def test_default_readers_fit_beside_the_workers() -> None:
+    minilm, e5 = 0.45, 16.2     # tokenizer.json sizes in MB
+    assert default_readers(16, 2048, 7, minilm) == 2     # the unit's MemoryHigh=2G: not 16 beside 7 workers
+    assert default_readers(16, 2048, 7, e5) == 1         # never fewer than one
+    assert default_readers(2, 6144, 2, minilm) == default_readers(2, 6144, 2, e5) == 2   # cores bind first
+    assert default_readers(16, 6144, 16, e5) == 7        # 6 GB (a 24 GB machine): e5's tokenizer is large
+    assert default_readers(16, None, 16, e5) == 16       # no known budget: one per core
 
 
 def test_cgroup_limits_are_read_from_v2_ancestors_and_v1(tmp_path: Path) -> None:

@@ -6,6 +6,12 @@ resident measured with MiniLM-L6 int8, batch 4; 200 with headroom) and the daemo
 of this process (``memory.high``/``memory.max`` on cgroup v2, ``memory.limit_in_bytes`` on v1:
 the systemd unit's ``MemoryHigh=2G`` gives 7 workers, not 16 on a 16-core machine); without one,
 a quarter of physical RAM (a background indexer should not take more). Always at least 1.
+
+Reader processes (`semdexd.index.readers`, ``[index] readers = 0``) get what the daemon and the
+workers leave of that budget: one per usable core, each ``READER_MB`` plus the model's tokenizer
+(~``TOKENIZER_SCALE`` times its ``tokenizer.json``: MiniLM's 0.4 MB file takes 9 MB, e5's 16 MB
+takes 282 MB), at least 1. Under the unit's ``MemoryHigh=2G`` on 16 cores that is 2 MiniLM
+readers, 1 e5 reader, instead of 16 readers beside 7 workers (~2.7 GB with MiniLM, 6 GB with e5).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from pathlib import Path
 
 WORKER_MB = 200
 DAEMON_MB = 512
+READER_MB = 48                # a reader without its tokenizer: Python, the extractors, its memo, a file's chunks
+TOKENIZER_SCALE = 18          # a loaded tokenizer's size over its tokenizer.json's (measured 17-22)
 RAM_SHARE = 4                 # no cgroup limit: the daemon budgets 1/RAM_SHARE of physical RAM
 UNLIMITED = 1 << 60           # cgroup v1 writes "no limit" as a huge number of bytes
 
@@ -27,6 +35,16 @@ def default_workers(cores: int, threads_per_worker: int, budget_mb: int | None) 
         return by_cpu
     by_memory = max(1, (budget_mb - DAEMON_MB) // WORKER_MB)
     return min(by_cpu, by_memory)
+
+
+def default_readers(cores: int, budget_mb: int | None, workers: int, tokenizer_mb: float) -> int:
+    """Reader processes for ``cores`` usable cores within what a memory budget (None = no memory
+    bound) leaves beside the daemon and ``workers`` workers, for a tokenizer file of
+    ``tokenizer_mb``; >= 1."""
+    if budget_mb is None:
+        return cores
+    each = READER_MB + TOKENIZER_SCALE * tokenizer_mb
+    return max(1, min(cores, int((budget_mb - DAEMON_MB - workers * WORKER_MB) // each)))
 
 
 def usable_cores() -> int:
