@@ -13,7 +13,10 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from semdexd.system.resources import Footprint
 
 APP = "semdex"
 
@@ -182,24 +185,23 @@ class Config:
     def socket_path(self) -> Path:
         return self.server.socket or self.paths.socket
 
-    @property
-    def worker_count(self) -> int:
-        """``[pool] workers``, or for 0 one per usable core bounded by the memory budget."""
+    def worker_count(self, model: Footprint) -> int:
+        """``[pool] workers``, or for 0 one per usable core bounded by the memory budget (each
+        worker loads ``model``)."""
         if self.pool.workers:
             return self.pool.workers
         from semdexd.system.resources import default_workers, memory_budget_mb, usable_cores
 
-        return default_workers(usable_cores(), self.pool.threads_per_worker, memory_budget_mb())
+        return default_workers(usable_cores(), self.pool.threads_per_worker, memory_budget_mb(), model)
 
-    def reader_count(self, tokenizer_bytes: int) -> int:
+    def reader_count(self, model: Footprint) -> int:
         """``[index] readers``, or for 0 one per usable core bounded by the memory budget left
-        beside the daemon and the workers (each reader loads the model's tokenizer, whose file
-        is ``tokenizer_bytes`` long)."""
+        beside the daemon and the workers (each reader loads ``model``'s tokenizer)."""
         if self.index.readers:
             return self.index.readers
         from semdexd.system.resources import default_readers, memory_budget_mb, usable_cores
 
-        return default_readers(usable_cores(), memory_budget_mb(), self.worker_count, tokenizer_bytes / 2**20)
+        return default_readers(usable_cores(), memory_budget_mb(), self.worker_count(model), model)
 
 
 # ---------------------------------------------------------------- XDG

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from semdexd.config import default_paths
-from semdexd.system.resources import DAEMON_MB, WORKER_MB, cgroup_limit_bytes, default_readers, default_workers
+from semdexd.system.resources import (DAEMON_MB, MINILM, WORKER_MB, Footprint, cgroup_limit_bytes, default_readers,
+                                      default_workers)
 from tests.test_daemon import BIN
 
 REPO = Path(__file__).resolve().parent.parent
@@ -110,13 +111,25 @@ def test_default_workers_are_bounded_by_memory() -> None:
     assert default_workers(1, 4, 64_000) == 1
 
 
+E5 = Footprint(113.9, 16.2)    # multilingual-e5-small's model.bin and tokenizer.json, in MB
+
+
+def test_a_larger_model_fits_fewer_workers() -> None:
+    """e5's workers (~500 MB measured) and daemon (~535 MB idle) hold its weights and its
+    250k-piece tokenizer: 7 MiniLM-sized workers would pass the unit's MemoryMax=3G."""
+    assert 450 < E5.worker_mb < 700 and 800 < E5.daemon_mb < 1000
+    assert MINILM.worker_mb == WORKER_MB and MINILM.daemon_mb == DAEMON_MB
+    assert default_workers(16, 1, 2048, E5) == 1
+    assert default_workers(16, 1, 6144, E5) == 8
+    assert default_workers(2, 1, 6144, E5) == 2
+
+
 def test_default_readers_fit_beside_the_workers() -> None:
-    minilm, e5 = 0.45, 16.2     # tokenizer.json sizes in MB
-    assert default_readers(16, 2048, 7, minilm) == 2     # the unit's MemoryHigh=2G: not 16 beside 7 workers
-    assert default_readers(16, 2048, 7, e5) == 1         # never fewer than one
-    assert default_readers(2, 6144, 2, minilm) == default_readers(2, 6144, 2, e5) == 2   # cores bind first
-    assert default_readers(16, 6144, 16, e5) == 7        # 6 GB (a 24 GB machine): e5's tokenizer is large
-    assert default_readers(16, None, 16, e5) == 16       # no known budget: one per core
+    assert default_readers(16, 2048, 7) == 2             # the unit's MemoryHigh=2G: not 16 beside 7 workers
+    assert default_readers(16, 2048, 1, E5) == 1         # never fewer than one
+    assert default_readers(2, 6144, 2) == default_readers(2, 6144, 2, E5) == 2   # cores bind first
+    assert default_readers(16, 6144, 8, E5) < default_readers(16, 6144, 8) == 16
+    assert default_readers(16, None, 16, E5) == 16       # no known budget: one per core
 
 
 def test_cgroup_limits_are_read_from_v2_ancestors_and_v1(tmp_path: Path) -> None:

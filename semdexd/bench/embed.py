@@ -175,7 +175,7 @@ def _start_pool(cfg: Config, info: Any) -> tuple[Any, float]:
     start = time.perf_counter()
     pool.start()
     deadline = time.monotonic() + 300
-    while sum(w["state"] == "idle" for w in pool.stats()["workers"]) < cfg.worker_count:
+    while sum(w["state"] == "idle" for w in pool.stats()["workers"]) < cfg.worker_count(info.footprint):
         if time.monotonic() > deadline:
             raise RuntimeError("workers did not start")
         time.sleep(0.01)  # waiting for worker start-up with a deadline; bench only

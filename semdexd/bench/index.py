@@ -94,7 +94,7 @@ def run(cfg: Config, source: Path, edits: int, workers: int | None) -> dict[str,
     files = status["files_indexed"] + status["files_skipped"] + status["files_failed"]
     return {
         "corpus": str(source), "files": files, "files_indexed": status["files_indexed"],
-        "chunks": status["chunks"], "corpus_tokens": corpus_tokens, "workers": bcfg.worker_count,
+        "chunks": status["chunks"], "corpus_tokens": corpus_tokens, "workers": bcfg.worker_count(svc.info.footprint),
         "index_wall_s": round(wall, 2),
         "files_per_s": round(files / wall, 2), "chunks_per_s": round(status["chunks"] / wall, 2),
         "tokens_per_s": round(corpus_tokens / wall, 1),

@@ -54,7 +54,8 @@ class Broker:
         self.counters = collections.Counter[str]()
         self.wire = Wire(cfg, endpoint)
         self.scheduler = Scheduler(self.counters, self._publish)
-        self.supervisor = Supervisor(cfg, endpoint, spawn or (lambda ep, ident: spawn_worker(cfg, info, ep, ident)),
+        workers = cfg.worker_count(info.footprint)
+        self.supervisor = Supervisor(cfg, workers, endpoint, spawn or (lambda ep, ident: spawn_worker(cfg, info, ep, ident)),
                                      self._send, self.scheduler.lost, self.counters)
         self._lock = threading.Lock()
         self._inbox: list[tuple[str, Any]] = []

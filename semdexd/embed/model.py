@@ -32,6 +32,7 @@ from semdexd.embed.errors import ModelError
 from semdexd.embed.source import SourceModel, read_source
 from semdexd.embed.tokens import load_tokenizer
 from semdexd.system.private import private_dir
+from semdexd.system.resources import Footprint
 
 __all__ = ["ModelError", "ModelInfo", "load_tokenizer", "prepare_model"]
 
@@ -70,6 +71,11 @@ class ModelInfo:
         paths = {"ct2_dir", "tokenizer_file", "source_dir"}
         values: dict[str, Any] = {k: Path(v) if k in paths and v is not None else v for k, v in data.items()}
         return cls(**values)
+
+    @property
+    def footprint(self) -> Footprint:
+        """What the model adds to each process that loads it (`semdexd.system.resources`)."""
+        return Footprint.of(self.ct2_dir / "model.bin", self.tokenizer_file)
 
     def flops_per_token(self, seq_len: int) -> float:
         """Approximate FLOPs the encoder spends per real token in a sequence of ``seq_len``:

@@ -42,14 +42,14 @@ Lost = Callable[[Batch, str], None]
 class Supervisor:
     """The slot table and the processes behind it; used by the broker thread only."""
 
-    def __init__(self, cfg: Config, endpoint: str, spawn: Spawn, send: Send, lost: Lost,
+    def __init__(self, cfg: Config, workers: int, endpoint: str, spawn: Spawn, send: Send, lost: Lost,
                  counters: dict[str, int]) -> None:
         self.cfg = cfg
         self.endpoint = endpoint
         self.log = structlog.get_logger()
         self.counters = counters
         self._spawn, self._send, self._lost = spawn, send, lost
-        self.slots = [Slot(i) for i in range(cfg.worker_count)]
+        self.slots = [Slot(i) for i in range(workers)]
         self._by_identity: dict[bytes, Slot] = {}
         self._retiring: list[tuple[subprocess.Popen[bytes], float]] = []
         self._generation = 0

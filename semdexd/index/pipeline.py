@@ -112,7 +112,7 @@ class Indexer:
         self.faults = Faults.from_env()   # test-only: crash or hang at a stage (semdexd.faults)
         limits = ReadLimits.of(cfg, info.max_tokens)
         self.preparer = Preparer(cfg, manifest, count_tokens, limits, metrics, self.faults)
-        readers = cfg.reader_count(info.tokenizer_file.stat().st_size)
+        readers = cfg.reader_count(info.footprint)
         self.readers: Readers | None = Readers(Setup.of(info, limits, cfg.pool.nice), readers, self._stopping)
         self._attempts: dict[str, int] = {}    # transient failures in a row, per path
         self.set_folders(cfg.index.folders)

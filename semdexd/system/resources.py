@@ -1,50 +1,100 @@
-"""How many embedding workers fit this machine when ``[pool] workers = 0``.
+"""How many embedding workers and reader processes fit this machine (``[pool] workers = 0``,
+``[index] readers = 0``).
 
-One worker per usable core, bounded by memory: each worker needs ~``WORKER_MB`` (130-180 MB
-resident measured with MiniLM-L6 int8, batch 4; 200 with headroom) and the daemon itself keeps
-``DAEMON_MB`` (Chroma's HNSW index lives in RAM). The memory budget is the tightest cgroup limit
-of this process (``memory.high``/``memory.max`` on cgroup v2, ``memory.limit_in_bytes`` on v1:
-the systemd unit's ``MemoryHigh=2G`` gives 7 workers, not 16 on a 16-core machine); without one,
-a quarter of physical RAM (a background indexer should not take more). Always at least 1.
+One worker per usable core, bounded by memory: each worker needs ~``WORKER_MB`` with the bundled
+MiniLM (130-180 MB resident measured, int8, batch 4; 200 with headroom) and the daemon itself
+keeps ``DAEMON_MB`` (Chroma's HNSW index lives in RAM). A larger model costs more in every
+process that loads it (`Footprint`: its weights, and its tokenizer at ~``TOKENIZER_SCALE`` times
+its ``tokenizer.json``: MiniLM's 0.4 MB file takes 9 MB, e5's 16 MB takes 282 MB): an e5 worker
+~520 MB, its daemon ~890 MB. The memory budget is the tightest cgroup limit of this process
+(``memory.high``/``memory.max`` on cgroup v2, ``memory.limit_in_bytes`` on v1: the systemd
+unit's ``MemoryHigh=2G`` gives 7 MiniLM workers, not 16 on a 16-core machine, and 1 e5 worker);
+without one, a quarter of physical RAM (a background indexer should not take more). Always at
+least 1.
 
-Reader processes (`semdexd.index.readers`, ``[index] readers = 0``) get what the daemon and the
-workers leave of that budget: one per usable core, each ``READER_MB`` plus the model's tokenizer
-(~``TOKENIZER_SCALE`` times its ``tokenizer.json``: MiniLM's 0.4 MB file takes 9 MB, e5's 16 MB
-takes 282 MB), at least 1. Under the unit's ``MemoryHigh=2G`` on 16 cores that is 2 MiniLM
-readers, 1 e5 reader, instead of 16 readers beside 7 workers (~2.7 GB with MiniLM, 6 GB with e5).
+Reader processes (`semdexd.index.readers`) get what the daemon and the workers leave of that
+budget: one per usable core, each ``READER_MB`` plus the model's tokenizer, at least 1. Under the
+unit's ``MemoryHigh=2G`` on 16 cores that is 2 MiniLM readers, 1 e5 reader, instead of 16.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-WORKER_MB = 200
-DAEMON_MB = 512
+WORKER_MB = 200               # a MiniLM worker, with headroom
+DAEMON_MB = 512               # the daemon with MiniLM
+WORKER_BASE_MB = 120          # a worker without its model: Python, CTranslate2, ZeroMQ
+HEADROOM = 1.25
 READER_MB = 48                # a reader without its tokenizer: Python, the extractors, its memo, a file's chunks
 TOKENIZER_SCALE = 18          # a loaded tokenizer's size over its tokenizer.json's (measured 17-22)
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """A model's files, in MB: what it adds to each process that loads it."""
+
+    weights_mb: float
+    tokenizer_file_mb: float
+
+    @classmethod
+    def of(cls, weights: Path, tokenizer: Path) -> Footprint:
+        """From the files' sizes (a missing one counts as MiniLM's)."""
+        return cls(_size_mb(weights, MINILM.weights_mb), _size_mb(tokenizer, MINILM.tokenizer_file_mb))
+
+    @property
+    def tokenizer_mb(self) -> float:
+        return TOKENIZER_SCALE * self.tokenizer_file_mb
+
+    @property
+    def model_mb(self) -> float:
+        return self.weights_mb + self.tokenizer_mb
+
+    @property
+    def worker_mb(self) -> float:
+        return max(WORKER_MB, HEADROOM * (WORKER_BASE_MB + self.model_mb))
+
+    @property
+    def daemon_mb(self) -> float:
+        """The daemon loads the model too (queries, token counts): beyond MiniLM's, added."""
+        return DAEMON_MB + max(0.0, self.model_mb - MINILM.model_mb)
+
+    @property
+    def reader_mb(self) -> float:
+        return READER_MB + self.tokenizer_mb
+
+
+MINILM = Footprint(22.4, 0.45)   # the bundled model, with which WORKER_MB and DAEMON_MB were measured
+
+
+def _size_mb(path: Path, default: float) -> float:
+    try:
+        return path.stat().st_size / 2**20
+    except OSError:
+        return default
 RAM_SHARE = 4                 # no cgroup limit: the daemon budgets 1/RAM_SHARE of physical RAM
 UNLIMITED = 1 << 60           # cgroup v1 writes "no limit" as a huge number of bytes
 
 
-def default_workers(cores: int, threads_per_worker: int, budget_mb: int | None) -> int:
+def default_workers(cores: int, threads_per_worker: int, budget_mb: int | None,
+                    model: Footprint = MINILM) -> int:
     """Workers for ``cores`` usable cores and a memory budget (None = no memory bound); >= 1."""
     by_cpu = max(1, cores // max(1, threads_per_worker))
     if budget_mb is None:
         return by_cpu
-    by_memory = max(1, (budget_mb - DAEMON_MB) // WORKER_MB)
+    by_memory = max(1, int((budget_mb - model.daemon_mb) // model.worker_mb))
     return min(by_cpu, by_memory)
 
 
-def default_readers(cores: int, budget_mb: int | None, workers: int, tokenizer_mb: float) -> int:
+def default_readers(cores: int, budget_mb: int | None, workers: int, model: Footprint = MINILM) -> int:
     """Reader processes for ``cores`` usable cores within what a memory budget (None = no memory
-    bound) leaves beside the daemon and ``workers`` workers, for a tokenizer file of
-    ``tokenizer_mb``; >= 1."""
+    bound) leaves beside the daemon and ``workers`` workers; >= 1."""
     if budget_mb is None:
         return cores
-    each = READER_MB + TOKENIZER_SCALE * tokenizer_mb
-    return max(1, min(cores, int((budget_mb - DAEMON_MB - workers * WORKER_MB) // each)))
+    left = budget_mb - model.daemon_mb - workers * model.worker_mb
+    return max(1, min(cores, int(left // model.reader_mb)))
 
 
 def usable_cores() -> int:
