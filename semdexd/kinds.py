@@ -39,6 +39,12 @@ class Kind(StrEnum):
         return self in (Kind.INDEXED, Kind.TRUNCATED, Kind.PARTIAL)
 
     @property
+    def has_text(self) -> bool:
+        """Extracting (or reading) a file gave this kind with text to chunk (a file is `PARTIAL`
+        only later, when some of its chunks get no vector)."""
+        return self in (Kind.INDEXED, Kind.TRUNCATED)
+
+    @property
     def status(self) -> str:
         """The coarse status column: indexed | skipped | failed."""
         if self.searchable:

@@ -57,11 +57,10 @@ def piece_split(tokenizer: Tokenizer) -> Split | None:
     added tokens could be matched across such a cut."""
     if not isinstance(tokenizer.pre_tokenizer, BertPreTokenizer):
         return None
-    added = sorted((t.content for t in tokenizer.get_added_tokens_decoder().values()
-                    if not (t.single_word or t.normalized)), key=len, reverse=True)
-    if len(added) != len(tokenizer.get_added_tokens_decoder()) or \
-            any(not token or token[0] not in string.punctuation for token in added):
+    tokens = tokenizer.get_added_tokens_decoder().values()
+    if any(t.single_word or t.normalized or not t.content or t.content[0] not in string.punctuation for t in tokens):
         return None
+    added = sorted((t.content for t in tokens), key=len, reverse=True)
     punctuation = re.escape(string.punctuation)
     return re.compile("|".join([*map(re.escape, added), f"[^\\s{punctuation}]+", f"[{punctuation}]"])).findall
 

@@ -29,7 +29,7 @@ class Extraction:
 
     @property
     def has_text(self) -> bool:
-        return self.kind in (Kind.INDEXED, Kind.TRUNCATED)
+        return self.kind.has_text
 
 
 def from_reason(reason: str, *, content_hash: str = "", file_type: str = "") -> Extraction:

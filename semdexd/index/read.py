@@ -59,7 +59,7 @@ class Reading:
 
     @property
     def has_text(self) -> bool:
-        return self.kind in (Kind.INDEXED, Kind.TRUNCATED)
+        return self.kind.has_text
 
 
 def read_error(exc: Exception) -> Reading:

@@ -6,11 +6,11 @@ MiniLM (130-180 MB resident measured, int8, batch 4; 200 with headroom) and the 
 keeps ``DAEMON_MB`` (Chroma's HNSW index lives in RAM). A larger model costs more in every
 process that loads it (`Footprint`: its weights, and its tokenizer at ~``TOKENIZER_SCALE`` times
 its ``tokenizer.json``: MiniLM's 0.4 MB file takes 9 MB, e5's 16 MB takes 282 MB): an e5 worker
-(~500 MB measured) is budgeted ~660 MB with headroom, its daemon ~890 MB. The memory budget is the tightest cgroup limit of this process
-(``memory.high``/``memory.max`` on cgroup v2, ``memory.limit_in_bytes`` on v1: the systemd
-unit's ``MemoryHigh=2G`` gives 7 MiniLM workers, not 16 on a 16-core machine, and 1 e5 worker);
-without one, a quarter of physical RAM (a background indexer should not take more). Always at
-least 1.
+(~500 MB measured) is budgeted ~660 MB with headroom, its daemon ~890 MB. The memory budget is
+the tightest cgroup limit of this process (``memory.high``/``memory.max`` on cgroup v2,
+``memory.limit_in_bytes`` on v1: the systemd unit's ``MemoryHigh=2G`` gives 7 MiniLM workers,
+not 16 on a 16-core machine, and 1 e5 worker); without one, a quarter of physical RAM (a
+background indexer should not take more). Always at least 1.
 
 Reader processes (`semdexd.index.readers`) get what the daemon and the workers leave of that
 budget: one per usable core, each ``READER_MB`` plus the model's tokenizer, at least 1. Under the
